@@ -1,0 +1,299 @@
+"""Experiment configuration: yacs defaults, ``BASE`` inheritance, overrides and validation.
+
+Every option the system reads is declared here with a comment at its default. Experiment files
+in ``configs/`` override a subset; ``--opts KEY VALUE`` pairs override last. The only public
+entry point for code is :func:`load_config`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from utils.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
+
+
+class ConfigError(UserError):
+    """A user mistake in a config file or override; the message is one line for the user."""
+
+
+_C = CN()
+_C.BASE = [""]  # YAML files (relative to this file) merged before this one, in order
+
+# ----------------------------------------------------------------------------- data
+_C.DATA = CN()
+_C.DATA.DATASET = "ntu120"  # dataset family: ntu60 | ntu120 (NTU naming SsssCcccPpppRrrrAaaa)
+_C.DATA.BENCHMARK = "xset"  # split rule: xsub | xview | xset (ntu120) ; xsub | xview (ntu60)
+_C.DATA.ROOT = ""  # folder of the clips (videos or frame folders, see LAYOUT); "" = synthetic cache
+_C.DATA.LAYOUT = "frames"  # storage: video | frames | precomputed | packed
+_C.DATA.VIDEO_EXT = ".mp4"  # file extension of videos when LAYOUT is video
+_C.DATA.FD_ROOT = ""  # precomputed layout: folder of fd/<sample>/<i>.jpg frame differences
+_C.DATA.AVG_ROOT = ""  # precomputed layout: folder of avg/<sample>/<i>.jpg temporal averages
+_C.DATA.PACKED_ROOT = ""  # packed layout: folder written by tools/pack_dataset.py
+_C.DATA.TRAIN_FILE = ""  # optional split list (one sample name per line); "" = benchmark rule
+_C.DATA.VAL_FILE = ""  # optional split list for validation; "" = benchmark rule
+_C.DATA.LABEL_LIST = "labels/ntu120_label_name.txt"  # class names, one per line, relative to project
+_C.DATA.NUM_CLASSES = 120  # action classes K (first K names of LABEL_LIST)
+_C.DATA.NUM_IDENTITIES = 106  # identity head size P (performer id P - 1)
+_C.DATA.NUM_FRAMES = 8  # sampled frames T per clip
+_C.DATA.FD_STRIDE = 4  # IFNS frame-difference stride k (fd(t) = |g(t) - g(t-k)|)
+_C.DATA.INPUT_SIZE = 224  # square crop fed to the model (pixels)
+_C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
+_C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
+_C.DATA.SKIP_BAD = False  # True: skip and count unreadable samples; False: stop with an error
+_C.DATA.SYNTHETIC = CN()
+_C.DATA.SYNTHETIC.ENABLED = False  # generate the synthetic LPS-NTU set into the cache when missing
+_C.DATA.SYNTHETIC.CACHE = ""  # cache folder; "" = $LPS_HAR_CACHE or ~/.cache/lps_har
+_C.DATA.SYNTHETIC.SEED = 0  # generator seed (same seed, same bytes)
+_C.DATA.SYNTHETIC.SIZE = 32  # frame side in pixels
+_C.DATA.SYNTHETIC.NUM_FRAMES = 24  # frames per synthetic clip
+_C.DATA.SYNTHETIC.NUM_ACTIONS = 10  # actions (motions)
+_C.DATA.SYNTHETIC.NUM_PERFORMERS = 10  # identities (appearances)
+_C.DATA.SYNTHETIC.NUM_SETUPS = 4  # setups (background / lighting); even = train under xset
+_C.DATA.SYNTHETIC.NUM_CAMERAS = 2  # cameras (viewpoints)
+_C.DATA.SYNTHETIC.NUM_REPLICATIONS = 2  # replications per (setup, camera, performer, action)
+_C.DATA.SYNTHETIC.LPS_LEVEL = 2  # film layers used for the degraded copy (1..3)
+_C.DATA.SYNTHETIC.SOURCE = "lps"  # which copy the model reads: lps | raw
+
+# ----------------------------------------------------------------------------- LPS simulation
+_C.LPS = CN()
+_C.LPS.LEVEL = 0  # on-the-fly film simulation applied by the loader (0 = off; data is already degraded)
+
+# ----------------------------------------------------------------------------- model
+_C.MODEL = CN()
+_C.MODEL.ARCH = "ViT-B/32"  # ViT-B/32 | ViT-B/16 | ViT-L/14 | ViT-L/14-336 | custom
+_C.MODEL.PRETRAINED = ""  # OpenAI CLIP / open_clip / original-release file; "none" = random init
+_C.MODEL.ALLOW_PICKLE = False  # opt-in: unpickle original-release checkpoints (runs code from the file)
+_C.MODEL.RESUME = ""  # checkpoint to resume from: a path, "auto" (newest in OUTPUT) or ""
+_C.MODEL.ENCODER = "ifns"  # input encoder: ifns (MSPNet) | rgb | downsample | bdq
+_C.MODEL.DOWNSAMPLE_SIZE = 16  # side of the low-resolution input for ENCODER downsample
+_C.MODEL.ATTN_BACKEND = "sdpa"  # attention kernels: sdpa | triton | math (reference)
+_C.MODEL.DROP_PATH_RATE = 0.0  # stochastic depth at the last vision block (linear over depth)
+_C.MODEL.TEMPORAL_LAYERS = 1  # temporal fusion transformer blocks
+_C.MODEL.PROMPT_LAYERS = 2  # video-specific prompt decoder layers
+_C.MODEL.PROMPT_ALPHA = 0.1  # initial per-dimension scale of the prompt added to text features
+_C.MODEL.FREEZE = []  # parts kept frozen: any of text, visual (the CLIP towers)
+_C.MODEL.CUSTOM = CN()  # sizes used when ARCH is custom (demo, tests)
+_C.MODEL.CUSTOM.WIDTH = 64  # vision width d
+_C.MODEL.CUSTOM.LAYERS = 2  # vision transformer blocks
+_C.MODEL.CUSTOM.PATCH_SIZE = 4  # patch side in pixels
+_C.MODEL.CUSTOM.EMBED_DIM = 64  # joint embedding width E
+_C.MODEL.CUSTOM.TEXT_WIDTH = 64  # text transformer width
+_C.MODEL.CUSTOM.TEXT_LAYERS = 2  # text transformer blocks
+_C.MODEL.CUSTOM.CONTEXT_LENGTH = 77  # text tokens (CLIP BPE)
+
+# ----------------------------------------------------------------------------- training
+_C.TRAIN = CN()
+_C.TRAIN.EPOCHS = 30  # training epochs
+_C.TRAIN.WARMUP_EPOCHS = 5  # linear warmup length (epochs, counted in optimizer steps)
+_C.TRAIN.LR = 8.0e-6  # base learning rate (CLIP towers); new modules get LR * NEW_MODULE_LR_MULT
+_C.TRAIN.NEW_MODULE_LR_MULT = 10.0  # LR multiplier of modules trained from scratch
+_C.TRAIN.MIN_LR_RATIO = 0.01  # cosine schedule floor as a fraction of the peak LR
+_C.TRAIN.WARMUP_LR_RATIO = 0.0  # warmup start as a fraction of the peak LR
+_C.TRAIN.WEIGHT_DECAY = 0.001  # AdamW decoupled weight decay (not on 1-D params or embeddings)
+_C.TRAIN.BETAS = [0.9, 0.98]  # AdamW betas
+_C.TRAIN.EPS = 1.0e-8  # AdamW epsilon
+_C.TRAIN.BATCH_SIZE = 8  # clips per micro-batch per GPU
+_C.TRAIN.ACCUMULATION_STEPS = 1  # micro-batches per optimizer step
+_C.TRAIN.CLIP_GRAD = 0.0  # max gradient norm (0 = no clipping)
+_C.TRAIN.PRECISION = "fp32"  # fp32 | bf16 | fp16 (torch.amp autocast; fp16 adds a grad scaler)
+_C.TRAIN.OPT_LEVEL = ""  # original apex level O0/O1/O2, mapped onto PRECISION when set
+_C.TRAIN.USE_CHECKPOINT = False  # activation checkpointing in the vision blocks (saves memory)
+_C.TRAIN.COMPILE = False  # torch.compile the model
+_C.TRAIN.PRIVACY_LOSS = "aux"  # identity term: aux (+w*CE) | adversarial (gradient reversal) | none
+_C.TRAIN.PRIVACY_WEIGHT = 1.0  # weight w of the identity term
+_C.TRAIN.ADV_STEPS = 1  # adversarial: identity-head updates per encoder update (BDQ alternation)
+_C.TRAIN.AUTO_RESUME = False  # resume from the newest checkpoint in OUTPUT when one exists
+_C.TRAIN.MAX_NONFINITE = 10  # non-finite losses tolerated (skipped under fp16 scaler) before stopping
+
+# ----------------------------------------------------------------------------- augmentation
+_C.AUG = CN()
+_C.AUG.LABEL_SMOOTH = 0.1  # label smoothing of the action and identity targets
+_C.AUG.COLOR_JITTER = 0.8  # probability of brightness/contrast jitter
+_C.AUG.GRAY_SCALE = 0.2  # probability of grayscale (original config; planes are gray already)
+_C.AUG.FLIP = True  # random horizontal flip in training
+_C.AUG.SCALES = [1.0, 0.875, 0.75, 0.66]  # multi-scale crop side ratios
+_C.AUG.MIXUP = 0.8  # mixup alpha (0 = off)
+_C.AUG.CUTMIX = 1.0  # cutmix alpha (0 = off)
+_C.AUG.MIXUP_SWITCH_PROB = 0.5  # probability of cutmix instead of mixup when both are on
+
+# ----------------------------------------------------------------------------- testing
+_C.TEST = CN()
+_C.TEST.NUM_CLIP = 1  # temporal views per video
+_C.TEST.NUM_CROP = 1  # spatial views per video: 1 (center) or 3 (along the long side)
+_C.TEST.ONLY_TEST = False  # evaluate the resumed/pretrained model and exit
+_C.TEST.BATCH_SIZE = 8  # videos per evaluation batch per GPU
+
+# ----------------------------------------------------------------------------- run
+_C.OUTPUT = "output/demo"  # run folder: config.yaml, log.txt, events, checkpoints, metrics.json
+_C.SEED = 1024  # global seed (each rank adds its rank)
+_C.SAVE_FREQ = 1  # save ckpt_epoch_N.pth every N epochs (last.pth and best.pth always)
+_C.PRINT_FREQ = 20  # progress line every N optimizer steps
+_C.EVAL_FREQ = 1  # evaluate every N epochs (and after the last)
+_C.DISTRIBUTED = False  # set by the launcher's environment / --distributed
+
+
+_CHOICES = {
+    "DATA.DATASET": ("ntu60", "ntu120"),
+    "DATA.BENCHMARK": ("xsub", "xview", "xset"),
+    "DATA.LAYOUT": ("video", "frames", "precomputed", "packed"),
+    "DATA.SYNTHETIC.SOURCE": ("lps", "raw"),
+    "MODEL.ARCH": ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14-336", "custom"),
+    "MODEL.ENCODER": ("ifns", "rgb", "downsample", "bdq"),
+    "MODEL.ATTN_BACKEND": ("sdpa", "triton", "math"),
+    "TRAIN.PRECISION": ("fp32", "bf16", "fp16"),
+    "TRAIN.OPT_LEVEL": ("", "O0", "O1", "O2"),
+    "TRAIN.PRIVACY_LOSS": ("aux", "adversarial", "none"),
+    "TEST.NUM_CROP": (1, 3),
+}
+_FREEZABLE = ("text", "visual")
+_OPT_LEVEL_TO_PRECISION = {"O0": "fp32", "O1": "fp16", "O2": "fp16"}
+
+
+def get_defaults() -> CN:
+    """Returns a mutable copy of the defaults."""
+    return _C.clone()
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise ConfigError(f"config file {path}{where} is not valid YAML; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of KEY: value")
+    return data
+
+
+def _merge_file(cfg: CN, path: Path, seen: tuple[Path, ...] = ()) -> None:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config file {path} includes itself through BASE")
+    data = _read_yaml(path)
+    for base in data.get("BASE", [""]) or [""]:
+        if base:
+            _merge_file(cfg, path.parent / base, seen + (path,))
+    data = {k: v for k, v in data.items() if k != "BASE"}
+    try:
+        cfg.merge_from_other_cfg(CN(data))
+    except (KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise ConfigError(f"config file {path}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return " ".join(text.split())
+
+
+def _merge_opts(cfg: CN, opts: Sequence[str]) -> None:
+    if len(opts) % 2:
+        raise ConfigError(f"--opts needs KEY VALUE pairs, got an odd count: {' '.join(opts)}")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        _check_key(cfg, key)
+        try:
+            cfg.merge_from_list([key, value])
+        except (KeyError, ValueError, TypeError, AssertionError) as exc:
+            raise ConfigError(f"--opts {key} {value}: {_one_line(exc)}") from None
+
+
+def _check_key(cfg: CN, key: str) -> None:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            raise ConfigError(f"unknown config key {key}; see utils/config.py for the valid keys")
+        node = node[part]
+
+
+def _get(cfg: CN, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _validate(cfg: CN) -> None:
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, choices))}")
+    if cfg.DATA.DATASET == "ntu60" and cfg.DATA.BENCHMARK == "xset":
+        raise ConfigError("DATA.BENCHMARK xset exists only for DATA.DATASET ntu120")
+    for name in cfg.MODEL.FREEZE:
+        if name not in _FREEZABLE:
+            raise ConfigError(f"MODEL.FREEZE entry {name!r} is not one of {', '.join(_FREEZABLE)}")
+    positive = ("DATA.NUM_FRAMES", "DATA.FD_STRIDE", "DATA.INPUT_SIZE", "DATA.NUM_CLASSES",
+                "DATA.NUM_IDENTITIES", "TRAIN.BATCH_SIZE", "TRAIN.ACCUMULATION_STEPS",
+                "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ", "PRINT_FREQ", "EVAL_FREQ",
+                "TRAIN.ADV_STEPS")
+    for key in positive:
+        if _get(cfg, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {_get(cfg, key)}")
+    if cfg.TRAIN.EPOCHS < 0 or cfg.TRAIN.WARMUP_EPOCHS < 0:
+        raise ConfigError("TRAIN.EPOCHS and TRAIN.WARMUP_EPOCHS must not be negative")
+    if not 1 <= cfg.DATA.SYNTHETIC.LPS_LEVEL <= 3:
+        raise ConfigError(f"DATA.SYNTHETIC.LPS_LEVEL must be 1, 2 or 3, got {cfg.DATA.SYNTHETIC.LPS_LEVEL}")
+    if not 0 <= cfg.LPS.LEVEL <= 3:
+        raise ConfigError(f"LPS.LEVEL must be 0 (off), 1, 2 or 3, got {cfg.LPS.LEVEL}")
+    if cfg.MODEL.ARCH == "custom" and cfg.MODEL.CUSTOM.WIDTH % 64:
+        raise ConfigError("MODEL.CUSTOM.WIDTH must be a multiple of 64 (heads = width / 64)")
+    if cfg.DATA.INPUT_SIZE % (cfg.MODEL.CUSTOM.PATCH_SIZE if cfg.MODEL.ARCH == "custom" else 1):
+        raise ConfigError("DATA.INPUT_SIZE must be a multiple of MODEL.CUSTOM.PATCH_SIZE")
+
+
+def resolve_path(path: str) -> str:
+    """Resolves a config path: absolute, ``~``-relative, or relative to the working directory,
+    falling back to the project root (so shipped files such as labels/ work from anywhere)."""
+    if not path:
+        return path
+    expanded = Path(os.path.expanduser(path))
+    if expanded.is_absolute() or expanded.exists():
+        return str(expanded)
+    shipped = PROJECT_ROOT / expanded
+    return str(shipped) if shipped.exists() else str(expanded)
+
+
+def synthetic_cache_dir(cfg: CN) -> Path:
+    """The folder the synthetic LPS-NTU set of ``cfg`` lives in (one folder per generator setting)."""
+    syn = cfg.DATA.SYNTHETIC
+    base = syn.CACHE or os.environ.get("LPS_HAR_CACHE") or os.path.join("~", ".cache", "lps_har")
+    name = (f"synth_ntu_s{syn.SEED}_px{syn.SIZE}_f{syn.NUM_FRAMES}_a{syn.NUM_ACTIONS}"
+            f"_p{syn.NUM_PERFORMERS}_S{syn.NUM_SETUPS}_C{syn.NUM_CAMERAS}_R{syn.NUM_REPLICATIONS}"
+            f"_l{syn.LPS_LEVEL}")
+    return Path(os.path.expanduser(base)) / name
+
+
+def load_config(path: str | os.PathLike | None = None, opts: Sequence[str] | None = None,
+                freeze: bool = True) -> CN:
+    """Builds the experiment config.
+
+    Args:
+        path: YAML experiment file (``BASE`` entries are merged first); ``None`` = ``configs/demo.yaml``.
+        opts: flat ``[KEY, VALUE, ...]`` overrides applied last (values parsed as Python literals).
+        freeze: return a frozen node.
+
+    Returns:
+        The merged, validated config.
+
+    Raises:
+        ConfigError: a missing file, unknown key, wrongly typed value or invalid choice.
+    """
+    cfg = get_defaults()
+    _merge_file(cfg, Path(path) if path is not None else DEFAULT_CONFIG)
+    _merge_opts(cfg, list(opts or []))
+    if cfg.TRAIN.OPT_LEVEL:
+        cfg.TRAIN.PRECISION = _OPT_LEVEL_TO_PRECISION[cfg.TRAIN.OPT_LEVEL]
+    _validate(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
