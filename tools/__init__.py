@@ -1,0 +1,1 @@
+"""Command-line tools of LPS-HAR (run as python tools/NAME.py)."""
