@@ -1,0 +1,214 @@
+"""The clip dataset: one decode per sample, IFNS planes, augmentation, CLIP normalisation.
+
+Every random draw of a sample (frames, crop, flip, jitter, LPS noise) comes from a generator
+seeded with (seed, epoch, index), so a sample is the same whatever the worker, the number of
+workers or ranks, or a resume. The train sampler passes ``(index, epoch)`` keys for this.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.ifns import ifns_planes, needed_frames, normalize_planes
+from datasets.lps import simulate_lps
+from datasets.ntu import parse_name
+from datasets.readers import Clip, DataError, PrecomputedClip, to_gray
+from datasets.sampling import eval_indices, train_indices
+from datasets.transforms import (CropBox, apply_jitter, crop_resize, draw_jitter, eval_crop_boxes,
+                                 train_crop_box)
+
+logger = logging.getLogger(__name__)
+
+MAX_SKIPS = 16  # training: consecutive unreadable samples tolerated before giving up
+SEED_BITS = 63
+PLANES = 3
+
+ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` in ``epoch`` (a pure function of the three numbers)."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class ClipDataset(Dataset):
+    """NTU-named clips turned into normalised IFNS planes.
+
+    Train items: ``clips`` float32 [T, 3, S, S]; test items: ``clips`` [V, T, 3, S, S] with
+    V = num_clip * num_crop (clip-major: view = clip * num_crop + crop). Both also carry ``label``,
+    ``identity``, ``index`` and ``num_bad`` (unreadable samples skipped to produce this item).
+
+    Args:
+        names: canonical sample names.
+        opener: opens a sample by name (a :class:`~datasets.readers.Clip`, or a
+            :class:`~datasets.readers.PrecomputedClip` for the precomputed layout).
+        train: random sampling and augmentation (else deterministic multi-view).
+        num_frames: T.
+        fd_stride: IFNS stride k.
+        input_size: output side S.
+        scales: multi-scale crop ratios (train).
+        flip: random horizontal flip (train).
+        color_jitter: probability of brightness/contrast jitter (train).
+        num_clip: temporal views (test).
+        num_crop: spatial views, 1 or 3 (test).
+        seed: base seed of every random draw.
+        lps_level: on-the-fly film simulation level (0 = off).
+        skip_bad: skip unreadable samples (train: the next sample replaces it; test: the item
+            is None and the collate drops it) instead of raising.
+    """
+
+    def __init__(self, *, names: list[str], opener: ClipOpener, train: bool, num_frames: int,
+                 fd_stride: int, input_size: int, scales: list[float], flip: bool,
+                 color_jitter: float, num_clip: int, num_crop: int, seed: int, lps_level: int,
+                 skip_bad: bool) -> None:
+        self.names = list(names)
+        parsed = [parse_name(n) for n in self.names]
+        self.labels = [p.label for p in parsed]
+        self.identities = [p.identity for p in parsed]
+        self.opener = opener
+        self.train = train
+        self.num_frames = num_frames
+        self.fd_stride = fd_stride
+        self.input_size = input_size
+        self.scales = list(scales)
+        self.flip = flip
+        self.color_jitter = color_jitter
+        self.num_clip = num_clip
+        self.num_crop = num_crop
+        self.seed = seed
+        self.lps_level = lps_level
+        self.skip_bad = skip_bad
+
+    @property
+    def num_views(self) -> int:
+        """Views per test item (1 in training)."""
+        return 1 if self.train else self.num_clip * self.num_crop
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Shape of one item's ``clips``."""
+        frame = (self.num_frames, PLANES, self.input_size, self.input_size)
+        return frame if self.train else (self.num_views,) + frame
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        for skipped in range(MAX_SKIPS if self.skip_bad else 1):
+            current = (index + skipped) % len(self.names)
+            try:
+                clips = self.load(current, epoch)
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise
+                logger.warning("skipping unreadable sample: %s", exc)
+                if not self.train:
+                    return None
+                continue
+            return {"clips": torch.from_numpy(clips), "label": self.labels[current],
+                    "identity": self.identities[current], "index": current, "num_bad": skipped}
+        raise DataError(f"{MAX_SKIPS} consecutive samples from {self.names[index]} are unreadable; "
+                        "check the data folder")
+
+    def frame_indices(self, num_frames_in_clip: int, rng: np.random.Generator) -> np.ndarray:
+        """Sampled frames ``[C, T]`` (C = 1 in training)."""
+        if self.train:
+            return train_indices(num_frames_in_clip, self.num_frames, rng)[None]
+        return eval_indices(num_frames_in_clip, self.num_frames, self.num_clip)
+
+    def load(self, index: int, epoch: int = 0) -> np.ndarray:
+        """Reads and transforms sample ``index``; returns float32 :attr:`item_shape` clips.
+
+        Raises:
+            DataError: a missing or corrupt file of the sample.
+        """
+        rng = sample_rng(self.seed, epoch, index)
+        clip = self.opener(self.names[index])
+        indices = self.frame_indices(clip.num_frames, rng)  # [C, T]
+        if isinstance(clip, PrecomputedClip):
+            views = self._precomputed_views(clip, indices, rng)
+        else:
+            views = self._derived_views(clip, indices, rng)
+        out = np.stack(views)  # [V, T, 3, S, S]
+        return out[0] if self.train else out
+
+    def _boxes(self, height: int, width: int, rng: np.random.Generator) -> list[CropBox]:
+        if self.train:
+            return [train_crop_box(height, width, self.scales, self.flip, rng)]
+        return eval_crop_boxes(height, width, self.num_crop)
+
+    def _gray_frames(self, clip: Clip, frame_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 [U, H, W] gray of the (degraded) frames ``frame_ids``."""
+        if self.lps_level == 0:
+            return clip.read(frame_ids, gray=True)
+        rgb = torch.from_numpy(clip.read(frame_ids, gray=False)).permute(0, 3, 1, 2)  # [U, 3, H, W]
+        generator = torch.Generator().manual_seed(int(rng.integers(2 ** SEED_BITS)))
+        degraded = simulate_lps(rgb, self.lps_level, generator).permute(0, 2, 3, 1).numpy()
+        return to_gray(np.ascontiguousarray(degraded))
+
+    def _derived_views(self, clip: Clip, indices: np.ndarray,
+                       rng: np.random.Generator) -> list[np.ndarray]:
+        n = clip.num_frames
+        frame_ids = needed_frames(indices, self.fd_stride, n)
+        frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]
+        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
+        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        views = [[] for _ in range(len(indices))]
+        for box in boxes:
+            gray = crop_resize(frames, box, self.input_size).astype(np.float32)  # [U, S, S]
+            if jitter is not None:
+                gray = apply_jitter(gray, jitter)
+            for c, clip_indices in enumerate(indices):
+                planes = ifns_planes(gray, frame_ids, clip_indices, self.fd_stride, n)
+                views[c].append(normalize_planes(planes))  # [T, 3, S, S]
+        return [view for per_clip in views for view in per_clip]
+
+    def _precomputed_views(self, clip: PrecomputedClip, indices: np.ndarray,
+                           rng: np.random.Generator) -> list[np.ndarray]:
+        planes = [clip.read_planes(clip_indices) for clip_indices in indices]  # C x [T, 3, H, W]
+        height, width = planes[0].shape[2:]
+        boxes = self._boxes(height, width, rng)
+        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        views = []
+        for clip_planes in planes:
+            flat = clip_planes.reshape(-1, height, width)  # [T*3, H, W]
+            for box in boxes:
+                out = crop_resize(flat, box, self.input_size).astype(np.float32)
+                if jitter is not None:
+                    out = apply_jitter(out, jitter)
+                views.append(normalize_planes(out.reshape(-1, PLANES, self.input_size,
+                                                          self.input_size)))
+        return views
+
+
+@dataclass(frozen=True)
+class ClipCollate:
+    """Stacks items into a batch, dropping None items (skipped test samples).
+
+    Batch: ``clips`` float32 [B, ...item_shape], ``label``/``identity``/``index`` int64 [B],
+    ``num_bad`` int64 scalar (unreadable samples skipped for this batch).
+
+    Args:
+        item_shape: shape of one item's clips (used for an all-skipped, empty batch).
+    """
+
+    item_shape: tuple[int, ...]
+
+    def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
+        kept = [item for item in items if item is not None]
+        num_bad = len(items) - len(kept) + sum(item["num_bad"] for item in kept)
+        if kept:
+            clips = torch.stack([item["clips"] for item in kept])
+        else:
+            clips = torch.empty((0,) + tuple(self.item_shape))
+        batch = {"clips": clips}
+        for key in ("label", "identity", "index"):
+            batch[key] = torch.tensor([item[key] for item in kept], dtype=torch.long)
+        batch["num_bad"] = torch.tensor(num_bad, dtype=torch.long)
+        return batch

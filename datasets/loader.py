@@ -1,0 +1,279 @@
+"""Builds the datasets, samplers and data loaders from the config (single process and DDP).
+
+Layouts (``DATA.LAYOUT``): ``video`` (``DATA.ROOT/<name>DATA.VIDEO_EXT``), ``frames``
+(``DATA.ROOT/<name>/*.jpg``), ``precomputed`` (``DATA.FD_ROOT/<name>/<i>.jpg`` and
+``DATA.AVG_ROOT/<name>/<i>.jpg``) and ``packed`` (``DATA.PACKED_ROOT``, gray frames in
+memory-mapped shards, see :mod:`datasets.packed`). Sample names are the NTU-named
+entries under the root, or the split lists when given. With ``DATA.ROOT == ""`` and
+``DATA.SYNTHETIC.ENABLED`` the synthetic LPS-NTU set is generated once into the cache and read.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from yacs.config import CfgNode
+
+from datasets.dataset import ClipCollate, ClipDataset, ClipOpener
+from datasets.ntu import NTU_NAME_RE, load_class_names, parse_name, split_names
+from datasets.packed import PackedClip, PackedStore
+from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from utils.config import resolve_path
+from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_FOLDERS = {"frames": "frames", "video": "videos"}
+SYNTHETIC_VIDEO_EXT = ".mp4"
+
+
+class TrainSampler(Sampler):
+    """Shuffles per epoch (from ``seed`` and the epoch only) and shards over ranks.
+
+    Every rank gets ``num_samples // world_size`` items (the tail of the permutation is dropped).
+    Yields ``(index, epoch)`` keys, so the dataset draws the sample's randomness from them.
+
+    Args:
+        num_samples: dataset size.
+        rank: this process's rank.
+        world_size: number of ranks.
+        seed: base seed (``cfg.SEED``).
+    """
+
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the permutation (and the augmentation draws) of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+        order = order[:len(self) * self.world_size]  # equal counts on all ranks: drop the tail
+        for index in order[self.rank::self.world_size].tolist():
+            yield index, self.epoch
+
+
+class EvalSampler(Sampler):
+    """Contiguous shards in order: every sample goes to exactly one rank, no padding.
+
+    Args:
+        num_samples: dataset size.
+        rank: this process's rank.
+        world_size: number of ranks.
+    """
+
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
+        self.start = num_samples * rank // world_size
+        self.stop = num_samples * (rank + 1) // world_size
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+
+@dataclass
+class Loaders:
+    """What the trainer needs from the data.
+
+    Args:
+        train: training loader (batches of ``clips`` [B, T, 3, S, S], ``label``, ``identity``,
+            ``index``, ``num_bad``).
+        val: evaluation loader (``clips`` [B, V, T, 3, S, S], ...).
+        train_sampler: call ``set_epoch(epoch)`` before each epoch.
+        val_sampler: this rank's shard of the validation set.
+        class_names: the K action names.
+        train_identities: identity labels (P - 1) present in training.
+        num_train: training videos (all ranks).
+        num_val: validation videos (all ranks).
+    """
+
+    train: DataLoader
+    val: DataLoader
+    train_sampler: TrainSampler
+    val_sampler: EvalSampler
+    class_names: list[str]
+    train_identities: set[int]
+    num_train: int
+    num_val: int
+
+
+@dataclass
+class DataSplits:
+    """The datasets of one config, before loaders.
+
+    Args:
+        train: training dataset.
+        val: validation dataset.
+        class_names: the K action names.
+        root: the folder the samples were read from (the synthetic source copy when synthetic).
+        synthetic_root: the synthetic set (``<root>/{raw,lps}/...``) or None.
+    """
+
+    train: ClipDataset
+    val: ClipDataset
+    class_names: list[str]
+    root: Path
+    synthetic_root: Path | None
+
+
+def _list_entries(root: Path, layout: str, video_ext: str) -> dict[str, Path]:
+    """Canonical NTU name -> path of the entries under ``root`` (other entries are ignored)."""
+    found: dict[str, Path] = {}
+    ignored = 0
+    for entry in sorted(root.iterdir()):
+        wanted = entry.is_file() and entry.name.endswith(video_ext) if layout == "video" else entry.is_dir()
+        if wanted and NTU_NAME_RE.match(entry.name):
+            found[parse_name(entry.name).name] = entry
+        else:
+            ignored += 1
+    if ignored:
+        logger.info("ignored %d entries of %s that are not NTU-named %s", ignored, root,
+                    "videos" if layout == "video" else "folders")
+    return found
+
+
+def _open_sample(name: str, *, layout: str, paths: dict[str, Path], root: Path, video_ext: str,
+                 avg_root: Path | None, store: PackedStore | None):
+    path = paths.get(name, root / (name + video_ext if layout == "video" else name))
+    if store is not None:
+        return PackedClip(store, path.name)
+    if layout == "video":
+        return VideoClip(path, name)
+    if layout == "precomputed":
+        return PrecomputedClip(path, avg_root / path.name, name)
+    return FrameFolderClip(path, name)
+
+
+def _resolve_root(cfg: CfgNode) -> tuple[Path, Path | None, str]:
+    """(root of the samples, synthetic set or None, video extension)."""
+    data = cfg.DATA
+    if data.LAYOUT == "packed":
+        if not data.PACKED_ROOT or not Path(resolve_path(data.PACKED_ROOT)).is_dir():
+            raise UserError(f"DATA.PACKED_ROOT = {data.PACKED_ROOT!r} is not a folder; set it to a "
+                            "store written by tools/pack_dataset.py for DATA.LAYOUT packed")
+        return Path(resolve_path(data.PACKED_ROOT)), None, data.VIDEO_EXT
+    if data.LAYOUT == "precomputed":
+        for key, value in (("DATA.FD_ROOT", data.FD_ROOT), ("DATA.AVG_ROOT", data.AVG_ROOT)):
+            if not value or not Path(resolve_path(value)).is_dir():
+                raise UserError(f"{key} = {value!r} is not a folder; set it for DATA.LAYOUT precomputed")
+        return Path(resolve_path(data.FD_ROOT)), None, data.VIDEO_EXT
+    if data.ROOT == "":
+        if not data.SYNTHETIC.ENABLED:
+            raise UserError("DATA.ROOT is empty; set it to the data folder or set "
+                            "DATA.SYNTHETIC.ENABLED True")
+        from datasets.synthetic import ensure_synthetic
+
+        synthetic = Path(ensure_synthetic(cfg))
+        root = synthetic / data.SYNTHETIC.SOURCE / SYNTHETIC_FOLDERS[data.LAYOUT]
+        return root, synthetic, SYNTHETIC_VIDEO_EXT
+    root = Path(resolve_path(data.ROOT))
+    if not root.is_dir():
+        raise UserError(f"DATA.ROOT {data.ROOT} is not a folder; set DATA.ROOT to the data folder")
+    return root, None, data.VIDEO_EXT
+
+
+def _check_labels(names: list[str], num_classes: int, num_identities: int, part: str) -> None:
+    for name in names:
+        parsed = parse_name(name)
+        if parsed.label >= num_classes:
+            raise UserError(f"{part} sample {name} has action {parsed.action} > DATA.NUM_CLASSES = "
+                            f"{num_classes}; raise DATA.NUM_CLASSES or filter the data")
+        if parsed.identity >= num_identities:
+            raise UserError(f"{part} sample {name} has performer {parsed.performer} > "
+                            f"DATA.NUM_IDENTITIES = {num_identities}; raise DATA.NUM_IDENTITIES")
+
+
+def build_datasets(cfg: CfgNode) -> DataSplits:
+    """Finds the samples, splits them by the benchmark (or the split lists) and builds datasets.
+
+    Raises:
+        UserError: a missing data folder, split list or label file, or labels beyond the config.
+    """
+    data = cfg.DATA
+    root, synthetic, video_ext = _resolve_root(cfg)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} not found; check DATA.ROOT and DATA.LAYOUT")
+    store = PackedStore(root) if data.LAYOUT == "packed" else None
+    if store is not None:
+        if cfg.LPS.LEVEL > 0:
+            raise UserError("LPS.LEVEL > 0 needs RGB frames, but a packed store holds gray frames; "
+                            "set LPS.LEVEL 0 or use DATA.LAYOUT video or frames")
+        paths = {parse_name(name).name: root / name for name in store.samples}
+    else:
+        paths = _list_entries(root, data.LAYOUT, video_ext)
+    train_names, val_names = split_names(
+        paths, data.DATASET, data.BENCHMARK, resolve_path(data.TRAIN_FILE), resolve_path(data.VAL_FILE))
+    if not train_names or not val_names:
+        raise UserError(f"{root}: {len(train_names)} training and {len(val_names)} validation samples "
+                        f"for {data.DATASET} {data.BENCHMARK}; check DATA.ROOT and the split lists")
+    _check_labels(train_names, data.NUM_CLASSES, data.NUM_IDENTITIES, "training")
+    _check_labels(val_names, data.NUM_CLASSES, data.NUM_IDENTITIES, "validation")
+    avg_root = Path(resolve_path(data.AVG_ROOT)) if data.LAYOUT == "precomputed" else None
+    opener: ClipOpener = partial(_open_sample, layout=data.LAYOUT, paths=paths, root=root,
+                                 video_ext=video_ext, avg_root=avg_root, store=store)
+    common = dict(opener=opener, num_frames=data.NUM_FRAMES, fd_stride=data.FD_STRIDE,
+                  input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
+                  color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
+                  num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
+                  skip_bad=data.SKIP_BAD)
+    train = ClipDataset(names=train_names, train=True, **common)
+    val = ClipDataset(names=val_names, train=False, **common)
+    class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)
+    return DataSplits(train, val, class_names, root, synthetic)
+
+
+def _worker_init(worker_id: int) -> None:
+    """Workers decode single-threaded (the sample's randomness does not depend on the worker)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
+    """Builds the train and validation loaders of ``cfg`` for ``rank`` of ``world_size``.
+
+    Args:
+        cfg: the experiment config.
+        rank: this process's rank.
+        world_size: number of ranks.
+
+    Raises:
+        UserError: see :func:`build_datasets`; also a training set smaller than one batch per rank.
+    """
+    splits = build_datasets(cfg)
+    data = cfg.DATA
+    train_sampler = TrainSampler(len(splits.train), rank, world_size, cfg.SEED)
+    val_sampler = EvalSampler(len(splits.val), rank, world_size)
+    if len(train_sampler) < cfg.TRAIN.BATCH_SIZE:
+        raise UserError(f"{len(splits.train)} training samples give {len(train_sampler)} per rank, "
+                        f"fewer than TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE}; lower the batch size")
+    workers = data.NUM_WORKERS
+    common = dict(num_workers=workers, persistent_workers=workers > 0,
+                  pin_memory=data.PIN_MEMORY and torch.cuda.is_available(),
+                  worker_init_fn=_worker_init if workers > 0 else None)
+    train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
+                       drop_last=True, collate_fn=ClipCollate(splits.train.item_shape), **common)
+    val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,
+                     drop_last=False, collate_fn=ClipCollate(splits.val.item_shape), **common)
+    train_identities = set(splits.train.identities)
+    logger.info("data: %d train / %d val videos from %s, %d classes, %d train identities",
+                len(splits.train), len(splits.val), splits.root, len(splits.class_names),
+                len(train_identities))
+    return Loaders(train, val, train_sampler, val_sampler, splits.class_names, train_identities,
+                   len(splits.train), len(splits.val))

@@ -1,0 +1,101 @@
+"""Mixup / CutMix over clips that mixes the action AND the identity targets with one lambda.
+
+One lambda and one permutation per batch; the CutMix box is the same for all T frames of a clip,
+and lambda is corrected to the exact box area.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from yacs.config import CfgNode
+
+
+def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """[B] int labels -> [B, num_classes] targets with label smoothing (rows sum to 1)."""
+    off = smoothing / num_classes
+    return F.one_hot(labels, num_classes).float() * (1.0 - smoothing) + off
+
+
+class Mixup:
+    """Batch-level Mixup / CutMix for clips with action and identity targets.
+
+    Args:
+        mixup_alpha: Beta(alpha, alpha) of Mixup (0 = off).
+        cutmix_alpha: Beta(alpha, alpha) of CutMix (0 = off).
+        switch_prob: probability of CutMix instead of Mixup when both are on.
+        label_smoothing: smoothing of both target sets.
+        num_classes: K, action classes.
+        num_identities: P, identity classes.
+        generator: source of the random draws (None = a fresh unseeded one).
+    """
+
+    def __init__(self, mixup_alpha: float, cutmix_alpha: float, switch_prob: float,
+                 label_smoothing: float, num_classes: int, num_identities: int,
+                 generator: np.random.Generator | None = None) -> None:
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
+        self.switch_prob = switch_prob
+        self.label_smoothing = label_smoothing
+        self.num_classes = num_classes
+        self.num_identities = num_identities
+        self.rng = generator if generator is not None else np.random.default_rng()
+
+    def _draw(self) -> tuple[float, bool]:
+        """(lambda, use cutmix)."""
+        use_cutmix = self.cutmix_alpha > 0 and (
+            self.mixup_alpha <= 0 or self.rng.random() < self.switch_prob)
+        alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+        return float(self.rng.beta(alpha, alpha)), use_cutmix
+
+    def _box(self, lam: float, height: int, width: int) -> tuple[int, int, int, int]:
+        """A box of area about (1 - lam) of the frame, clipped to it: (top, bottom, left, right)."""
+        ratio = np.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * ratio), int(width * ratio)
+        cy, cx = int(self.rng.integers(height)), int(self.rng.integers(width))
+        top, bottom = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, height)
+        left, right = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
+        return int(top), int(bottom), int(left), int(right)
+
+    def __call__(self, clips: torch.Tensor, label: torch.Tensor,
+                 identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixes a batch.
+
+        Args:
+            clips: [B, T, 3, H, W].
+            label: [B] action labels.
+            identity: [B] identity labels.
+
+        Returns:
+            mixed clips [B, T, 3, H, W], action targets [B, K], identity targets [B, P].
+        """
+        lam, use_cutmix = self._draw()
+        perm = torch.from_numpy(self.rng.permutation(clips.shape[0])).to(clips.device)
+        if use_cutmix:
+            height, width = clips.shape[-2:]
+            top, bottom, left, right = self._box(lam, height, width)
+            clips = clips.clone()
+            clips[..., top:bottom, left:right] = clips[perm][..., top:bottom, left:right]
+            lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+        else:
+            clips = clips * lam + clips[perm] * (1.0 - lam)
+        action = smooth_one_hot(label, self.num_classes, self.label_smoothing)
+        ident = smooth_one_hot(identity, self.num_identities, self.label_smoothing)
+        action = action * lam + action[perm] * (1.0 - lam)  # [B, K]
+        ident = ident * lam + ident[perm] * (1.0 - lam)  # [B, P]
+        return clips, action, ident
+
+
+def build_mixup(cfg: CfgNode, generator: np.random.Generator | None = None) -> Mixup | None:
+    """The Mixup of ``cfg`` (``AUG.*``), or None when both alphas are 0.
+
+    Args:
+        cfg: the experiment config.
+        generator: source of the draws; pass one seeded from (SEED, rank) for reproducible runs.
+    """
+    if cfg.AUG.MIXUP <= 0 and cfg.AUG.CUTMIX <= 0:
+        return None
+    return Mixup(mixup_alpha=cfg.AUG.MIXUP, cutmix_alpha=cfg.AUG.CUTMIX,
+                 switch_prob=cfg.AUG.MIXUP_SWITCH_PROB, label_smoothing=cfg.AUG.LABEL_SMOOTH,
+                 num_classes=cfg.DATA.NUM_CLASSES, num_identities=cfg.DATA.NUM_IDENTITIES,
+                 generator=generator)

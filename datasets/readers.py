@@ -1,0 +1,228 @@
+"""Clip readers: video files (decord, opencv fallback), JPEG frame folders, precomputed fd/avg.
+
+Every reader opens one sample and reads a set of frame indices in one pass, so one decode serves
+all three IFNS planes. Frames come back as uint8 arrays, ``[N, H, W]`` gray or ``[N, H, W, 3]`` RGB.
+A missing or corrupt file raises :class:`DataError` naming the sample and the file.
+
+Precomputed layout (the original release): ``<FD_ROOT>/<sample>/<i>.jpg`` and
+``<AVG_ROOT>/<sample>/<i>.jpg`` where ``i`` is the frame index t. Releases number the files from
+0 or from 1; the reader takes the smallest number in the folder as frame 0 (so both work), and
+file ``fd/<sample>/<base + t>.jpg`` holds fd(t).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class DataError(UserError):
+    """A missing, empty or corrupt sample file; the message names the sample and the file."""
+
+
+class Clip(Protocol):
+    """One opened sample whose frames can be read by index."""
+
+    num_frames: int
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        """Returns frames ``indices`` as uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]`` (RGB)."""
+
+
+def to_gray(frames_rgb: np.ndarray) -> np.ndarray:
+    """[N, H, W, 3] uint8 RGB -> [N, H, W] uint8 gray (ITU-R 601 luma, as opencv and JPEG)."""
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames_rgb])
+
+
+class VideoClip:
+    """A video file read through decord (frame-accurate batch fetch), opencv when decord fails.
+
+    Args:
+        path: the video file.
+        sample: the sample name used in error messages.
+        backend: ``auto`` (decord, then opencv), ``decord`` or ``opencv``.
+    """
+
+    def __init__(self, path: str | Path, sample: str, backend: str = "auto") -> None:
+        self.path = Path(path)
+        self.sample = sample
+        self.backend = backend
+        if not self.path.is_file():
+            raise DataError(f"sample {sample}: video file {self.path} not found")
+        self._decord = None
+        if backend in ("auto", "decord"):
+            self._decord = self._open_decord(backend == "decord")
+        if self._decord is not None:
+            self.num_frames = len(self._decord)
+        else:
+            cap = cv2.VideoCapture(str(self.path))
+            self.num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+            cap.release()
+        if self.num_frames < 1:
+            raise DataError(f"sample {sample}: video file {self.path} has no readable frames")
+
+    def _open_decord(self, required: bool):
+        try:
+            import decord
+        except ImportError:
+            if required:
+                raise
+            return None
+        try:
+            return decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
+        except Exception as exc:  # decord raises its own DECORDError and RuntimeError
+            if required:
+                raise DataError(f"sample {self.sample}: decord cannot open video file "
+                                f"{self.path} ({type(exc).__name__})") from None
+            logger.debug("decord cannot open %s, falling back to opencv", self.path)
+            return None
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        """Reads frames ``indices`` (any order, repeats allowed); see :class:`Clip`."""
+        indices = np.asarray(indices, dtype=np.int64)
+        rgb = None
+        if self._decord is not None:
+            try:
+                rgb = self._decord.get_batch(indices.tolist()).asnumpy()  # [N, H, W, 3]
+            except Exception as exc:  # decord raises its own DECORDError and RuntimeError
+                if self.backend == "decord":
+                    raise DataError(f"sample {self.sample}: decord cannot decode frames of video "
+                                    f"file {self.path} ({type(exc).__name__})") from None
+                # decord 0.6 fails on some frame widths (e.g. 24, 48 px): opencv decodes those.
+                logger.debug("decord cannot decode %s, falling back to opencv", self.path)
+                self._decord = None
+        if rgb is None:
+            rgb = self._read_opencv(indices)
+        return to_gray(rgb) if gray else rgb
+
+    def _read_opencv(self, indices: np.ndarray) -> np.ndarray:
+        """Sequential decode up to the largest index (opencv seeking is not frame-accurate)."""
+        wanted = set(indices.tolist())
+        frames: dict[int, np.ndarray] = {}
+        cap = cv2.VideoCapture(str(self.path))
+        position = 0
+        last = int(indices.max())
+        while position <= last:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if position in wanted:
+                frames[position] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            position += 1
+        cap.release()
+        if not frames:
+            raise DataError(f"sample {self.sample}: cannot decode frames of video file {self.path}")
+        available = np.array(sorted(frames))
+        # Containers may announce more frames than they decode: use the nearest decoded frame.
+        nearest = available[np.clip(np.searchsorted(available, indices), 0, len(available) - 1)]
+        return np.stack([frames[int(i)] for i in nearest])
+
+
+def list_frame_files(folder: str | Path, sample: str) -> list[str]:
+    """The image files (paths as strings: cheap for long clips) of a frame folder, sorted by name.
+
+    Raises:
+        DataError: the folder is missing or holds no image.
+    """
+    folder = Path(folder)
+    try:
+        entries = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"sample {sample}: frame folder {folder} not found") from None
+    files = [os.path.join(folder, n) for n in sorted(entries) if n.lower().endswith(FRAME_EXTENSIONS)]
+    if not files:
+        raise DataError(f"sample {sample}: frame folder {folder} holds no .jpg/.png frame")
+    return files
+
+
+def read_image(path: str | Path, sample: str, gray: bool) -> np.ndarray:
+    """Reads one image as uint8 ``[H, W]`` gray or ``[H, W, 3]`` RGB.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded.
+    """
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"sample {sample}: cannot read image file {path} (missing or corrupt)")
+    return image if gray else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_images(files: list[str], indices: np.ndarray, sample: str, gray: bool) -> np.ndarray:
+    """Decodes each distinct index once and returns the stack in ``indices`` order."""
+    unique, inverse = np.unique(indices, return_inverse=True)
+    decoded = [read_image(files[int(i)], sample, gray) for i in unique]
+    shapes = {d.shape for d in decoded}
+    if len(shapes) > 1:
+        raise DataError(f"sample {sample}: frames of {os.path.dirname(files[0])} differ in size "
+                        f"{sorted(shapes)}")
+    return np.stack(decoded)[inverse]
+
+
+class FrameFolderClip:
+    """A folder of image frames (sorted file names give the frame order).
+
+    Args:
+        folder: the frame folder.
+        sample: the sample name used in error messages.
+    """
+
+    def __init__(self, folder: str | Path, sample: str) -> None:
+        self.sample = sample
+        self.files = list_frame_files(folder, sample)
+        self.num_frames = len(self.files)
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        """Reads frames ``indices``; gray frames are decoded gray directly (faster)."""
+        return _read_images(self.files, np.asarray(indices, dtype=np.int64), self.sample, gray)
+
+
+def _numbered_files(folder: Path, sample: str) -> dict[int, str]:
+    files = list_frame_files(folder, sample)
+    try:
+        return {int(Path(p).stem): p for p in files}
+    except ValueError:
+        raise DataError(f"sample {sample}: precomputed folder {folder} must hold files named "
+                        "<i>.jpg with an integer frame index i") from None
+
+
+class PrecomputedClip:
+    """The precomputed fd/avg planes of the original release (see the module docstring).
+
+    Args:
+        fd_dir: ``<FD_ROOT>/<sample>``, frame differences ``<i>.jpg``.
+        avg_dir: ``<AVG_ROOT>/<sample>``, temporal averages ``<i>.jpg``.
+        sample: the sample name used in error messages.
+    """
+
+    def __init__(self, fd_dir: str | Path, avg_dir: str | Path, sample: str) -> None:
+        self.sample = sample
+        fd = _numbered_files(Path(fd_dir), sample)
+        avg = _numbered_files(Path(avg_dir), sample)
+        fd_base, avg_base = min(fd), min(avg)
+        self.num_frames = min(len(fd), len(avg))
+        self.fd_files = [fd.get(fd_base + t, os.path.join(fd_dir, f"{fd_base + t}.jpg"))
+                         for t in range(self.num_frames)]
+        self.avg_files = [avg.get(avg_base + t, os.path.join(avg_dir, f"{avg_base + t}.jpg"))
+                          for t in range(self.num_frames)]
+
+    def read_planes(self, indices: np.ndarray) -> np.ndarray:
+        """Returns the uint8 planes ``[T, 3, H, W]``: fd(t-1), fd(t), avg(t) for each index t."""
+        indices = np.asarray(indices, dtype=np.int64)
+        previous = np.clip(indices - 1, 0, self.num_frames - 1)
+        fd = _read_images(self.fd_files, np.concatenate([previous, indices]), self.sample, True)
+        avg = _read_images(self.avg_files, indices, self.sample, True)
+        n = len(indices)
+        if fd.shape[1:] != avg.shape[1:]:
+            raise DataError(f"sample {self.sample}: fd and avg frames differ in size "
+                            f"{fd.shape[1:]} vs {avg.shape[1:]}")
+        return np.stack([fd[:n], fd[n:], avg], axis=1)  # [T, 3, H, W]

@@ -1,0 +1,43 @@
+"""Temporal sampling: T equal segments, random in training, centred (or shifted) at test time.
+
+Frame 0 has no frame difference, so segments cover frames 1..n-1 (a one-frame clip gives 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _segments(num_frames: int, num_segments: int) -> tuple[int, float]:
+    """First usable frame and segment length over the usable frames 1..n-1."""
+    first = 1 if num_frames > 1 else 0
+    return first, (num_frames - first) / num_segments
+
+
+def train_indices(num_frames: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
+    """One uniform random frame in each of ``num_segments`` equal segments.
+
+    Args:
+        num_frames: frames in the clip.
+        num_segments: T.
+        rng: the sample's generator.
+
+    Returns:
+        int64 ``[T]`` non-decreasing indices in [1, n-1] (0 only for a one-frame clip).
+    """
+    first, length = _segments(num_frames, num_segments)
+    starts = first + np.arange(num_segments) * length
+    draws = starts + rng.random(num_segments) * length
+    return np.clip(np.floor(draws).astype(np.int64), first, num_frames - 1)
+
+
+def eval_indices(num_frames: int, num_segments: int, num_clips: int = 1) -> np.ndarray:
+    """Deterministic indices of ``num_clips`` temporal views; view c sits at offset (c + 0.5) / C
+    inside each segment, so one view gives the segment centres.
+
+    Returns:
+        int64 ``[C, T]`` indices.
+    """
+    first, length = _segments(num_frames, num_segments)
+    offsets = (np.arange(num_clips)[:, None] + 0.5) / num_clips  # [C, 1]
+    positions = first + (np.arange(num_segments)[None, :] + offsets) * length  # [C, T]
+    return np.clip(np.floor(positions).astype(np.int64), first, num_frames - 1)

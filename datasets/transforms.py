@@ -1,0 +1,126 @@
+"""Spatial transforms, applied alike to every frame of a clip on uint8 frames before the planes.
+
+Training: multi-scale crop (TSN style: height and width ratios drawn from ``AUG.SCALES`` at most
+one step apart, random position) resized to a square, optional horizontal flip, and brightness /
+contrast jitter with probability ``AUG.COLOR_JITTER``. Jitter is applied to the gray frames:
+brightness and contrast are affine in the pixel values, and so is the gray conversion, so
+jittering gray equals jittering RGB then converting (up to clamping). ``AUG.GRAY_SCALE`` (random
+grayscale in the original config) is a no-op here: the IFNS planes are gray already.
+Test: resize the short side to the input size, then the centre crop or three crops along the long
+side; done as one crop-and-resize of the matching box of the original frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
+MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
+PIXEL_MAX = 255.0
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A crop of the original frame, resized to the square input, optionally flipped.
+
+    Args:
+        top: first row.
+        left: first column.
+        height: rows.
+        width: columns.
+        flip: mirror horizontally after the crop.
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Brightness and contrast factors (1 = unchanged).
+
+    Args:
+        brightness: multiplies the pixel values.
+        contrast: scales the distance of each pixel to its frame mean.
+    """
+
+    brightness: float
+    contrast: float
+
+
+def train_crop_box(height: int, width: int, scales: list[float], flip: bool,
+                   rng: np.random.Generator) -> CropBox:
+    """Draws a multi-scale crop of an ``height x width`` frame.
+
+    Args:
+        height: frame rows.
+        width: frame columns.
+        scales: side ratios of the short side (``AUG.SCALES``).
+        flip: allow a random horizontal flip (probability 0.5).
+        rng: the sample's generator.
+    """
+    base = min(height, width)
+    sides = [max(1, int(base * s)) for s in scales]
+    pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides)
+             if abs(i - j) <= MAX_SCALE_DISTORTION]
+    crop_h, crop_w = pairs[int(rng.integers(len(pairs)))]
+    top = int(rng.integers(height - crop_h + 1))
+    left = int(rng.integers(width - crop_w + 1))
+    mirrored = bool(flip and rng.random() < 0.5)
+    return CropBox(top, left, crop_h, crop_w, mirrored)
+
+
+def eval_crop_boxes(height: int, width: int, num_crop: int) -> list[CropBox]:
+    """Boxes of "resize the short side, then crop a square": the centre (1) or start, centre and
+    end along the long side (3).
+
+    Args:
+        height: frame rows.
+        width: frame columns.
+        num_crop: 1 or 3.
+    """
+    side = min(height, width)
+    if num_crop == 1:
+        return [CropBox((height - side) // 2, (width - side) // 2, side, side)]
+    slack_h, slack_w = height - side, width - side
+    return [CropBox(slack_h * k // 2, slack_w * k // 2, side, side) for k in range(3)]
+
+
+def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Crops ``box`` from every frame and resizes it to ``size x size``.
+
+    Args:
+        frames: uint8 ``[N, H, W]`` or ``[N, H, W, 3]``.
+        box: the crop.
+        size: output side.
+
+    Returns:
+        uint8 ``[N, size, size(, 3)]``.
+    """
+    crops = frames[:, box.top:box.top + box.height, box.left:box.left + box.width]
+    shrink = box.height >= size and box.width >= size
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=interpolation)
+                    for c in crops])
+    return out[:, :, ::-1].copy() if box.flip else out
+
+
+def draw_jitter(probability: float, rng: np.random.Generator) -> Jitter | None:
+    """Draws a brightness/contrast jitter with ``probability`` (``AUG.COLOR_JITTER``), else None."""
+    if rng.random() >= probability:
+        return None
+    low, high = 1.0 - JITTER_STRENGTH, 1.0 + JITTER_STRENGTH
+    return Jitter(float(rng.uniform(low, high)), float(rng.uniform(low, high)))
+
+
+def apply_jitter(gray: np.ndarray, jitter: Jitter) -> np.ndarray:
+    """Applies ``jitter`` to float gray frames ``[N, H, W]`` on the 0..255 scale (clamped)."""
+    out = gray * jitter.brightness
+    mean = out.mean(axis=(1, 2), keepdims=True)  # [N, 1, 1]
+    out = (out - mean) * jitter.contrast + mean
+    return np.clip(out, 0.0, PIXEL_MAX).astype(np.float32)

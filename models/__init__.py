@@ -1,0 +1,71 @@
+"""MSPNet model: CLIP towers with CFSA/IFNS, temporal fusion, video prompts, weight loading.
+
+The only entry point that reads the config is :func:`build_model`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from yacs.config import CfgNode
+
+from models.clip import CLIP_SIZES, ClipSize, load_pretrained
+from models.mspnet import MSPNet
+from utils.config import resolve_path
+from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MSPNet", "build_model", "clip_size"]
+
+RANDOM_INIT = ("", "none")
+
+
+def clip_size(cfg: CfgNode) -> ClipSize:
+    """The CLIP tower sizes of ``MODEL.ARCH`` (``custom`` reads ``MODEL.CUSTOM.*``)."""
+    if cfg.MODEL.ARCH != "custom":
+        return CLIP_SIZES[cfg.MODEL.ARCH]
+    custom = cfg.MODEL.CUSTOM
+    return ClipSize(embed_dim=custom.EMBED_DIM, width=custom.WIDTH, layers=custom.LAYERS,
+                    patch_size=custom.PATCH_SIZE, image_size=cfg.DATA.INPUT_SIZE,
+                    text_width=custom.TEXT_WIDTH, text_layers=custom.TEXT_LAYERS,
+                    context_length=custom.CONTEXT_LENGTH)
+
+
+def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
+    """Builds MSPNet from the config, loads ``MODEL.PRETRAINED`` and applies ``MODEL.FREEZE``.
+
+    Args:
+        cfg: the experiment config (reads MODEL.*, DATA.NUM_FRAMES, DATA.INPUT_SIZE,
+            DATA.NUM_IDENTITIES, TRAIN.USE_CHECKPOINT).
+        class_names: the K action class names, in label order.
+
+    Returns:
+        The model on the CPU.
+
+    Raises:
+        UserError: an input size that is not a multiple of the patch size, or a missing or
+            unfitting ``MODEL.PRETRAINED`` file.
+    """
+    size = clip_size(cfg)
+    if cfg.DATA.INPUT_SIZE % size.patch_size:
+        raise UserError(f"DATA.INPUT_SIZE {cfg.DATA.INPUT_SIZE} is not a multiple of the "
+                        f"{cfg.MODEL.ARCH} patch size {size.patch_size}")
+    model = MSPNet(size=size, image_size=cfg.DATA.INPUT_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
+                   class_names=class_names, num_identities=cfg.DATA.NUM_IDENTITIES,
+                   temporal_layers=cfg.MODEL.TEMPORAL_LAYERS, prompt_layers=cfg.MODEL.PROMPT_LAYERS,
+                   prompt_alpha=cfg.MODEL.PROMPT_ALPHA, drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
+                   backend=cfg.MODEL.ATTN_BACKEND)
+    model.set_grad_checkpointing(cfg.TRAIN.USE_CHECKPOINT)
+    pretrained = cfg.MODEL.PRETRAINED
+    if pretrained.lower() in RANDOM_INIT:
+        logger.info("MSPNet %s: random init (MODEL.PRETRAINED %r)", cfg.MODEL.ARCH, pretrained)
+    else:
+        path = resolve_path(pretrained)
+        if not os.path.isfile(path):
+            raise UserError(f"MODEL.PRETRAINED file not found: {pretrained}; pass a local file "
+                            "(--pretrained FILE) or MODEL.PRETRAINED none for random init "
+                            "(nothing is downloaded)")
+        load_pretrained(model, path, allow_pickle=cfg.MODEL.ALLOW_PICKLE)
+    model.freeze(list(cfg.MODEL.FREEZE))
+    return model

@@ -1,0 +1,137 @@
+"""The one multi-head attention module of the model, with interchangeable kernels.
+
+Every attention of MSPNet (CFSA frame attention with its message token, message attention across
+frames, temporal fusion blocks, CLIP text blocks, prompt cross-attention) is an :class:`Attention`.
+Its parameters carry the names of ``torch.nn.MultiheadAttention`` (``in_proj_weight``,
+``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``) so CLIP weights load unchanged. Tensors
+are batch-first.
+
+Backends (``MODEL.ATTN_BACKEND``):
+    ``sdpa``: ``F.scaled_dot_product_attention`` (FlashAttention / cuDNN / memory-efficient
+    kernels on GPU, a fused kernel on CPU).
+    ``math``: explicit softmax, the reference the tests compare against.
+    ``triton``: the project's fused frame attention with one extra message key/value
+    (``models.triton_attention``); other attentions, and devices where the kernel is not
+    available, use ``sdpa``.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("sdpa", "math", "triton")
+TRITON_MODULE = "models.triton_attention"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_kernels(device: str) -> ModuleType | None:
+    """The Triton kernel module when it can run on ``device``; logs once per device when not."""
+    try:
+        module = importlib.import_module(TRITON_MODULE)
+    except ImportError as exc:
+        logger.warning("attention backend triton: %s cannot be imported (%s); using sdpa",
+                       TRITON_MODULE, exc)
+        return None
+    if not module.is_available(torch.device(device)):
+        logger.warning("attention backend triton: not available on %s; using sdpa", device)
+        return None
+    return module
+
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """Reference attention: softmax(q k^T / sqrt(D)) v.
+
+    Args:
+        q: queries [N, H, Lq, D].
+        k: keys [N, H, Lk, D].
+        v: values [N, H, Lk, D].
+        causal: query i attends to keys 0..i only (Lq == Lk).
+
+    Returns:
+        [N, H, Lq, D].
+    """
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # [N, H, Lq, Lk]
+    if causal:
+        future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+class Attention(nn.Module):
+    """Multi-head attention with ``nn.MultiheadAttention`` parameter names, batch-first.
+
+    Args:
+        dim: model width (queries, keys, values and output).
+        num_heads: heads; ``dim`` must be divisible by it.
+        bias: bias on the q/k/v input projection (the output projection always has one).
+        backend: ``sdpa``, ``math`` or ``triton`` (see the module docstring).
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, bias: bool = True, backend: str = "sdpa") -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        if backend not in BACKENDS:
+            raise ValueError(f"attention backend {backend!r} is not one of {BACKENDS}")
+        self.num_heads = num_heads
+        self.backend = backend
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim)) if bias else None
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [N, L, dim] -> [N, H, L, D]
+
+    def _kernel(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+        if self.backend == "math":
+            return math_attention(q, k, v, causal)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, *, extra: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        """Attention of the tokens ``x`` over ``context`` (default: ``x`` itself).
+
+        Args:
+            x: queries [N, L, dim].
+            context: keys/values source [N, S, dim]; ``None`` = self-attention.
+            extra: one more key/value token per sequence [N, 1, dim] (the CFSA message token),
+                attended to by the L queries; its own output is not computed.
+            causal: causal mask (CLIP text); self-attention only.
+
+        Returns:
+            [N, L, dim].
+        """
+        dim = x.shape[-1]
+        if context is None:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = map(self._heads, qkv.chunk(3, dim=-1))
+        else:
+            q = self._heads(self._linear(x, 0, dim))
+            k, v = map(self._heads, self._linear(context, dim, 3 * dim).chunk(2, dim=-1))
+        if extra is not None:
+            k_msg, v_msg = map(self._heads, self._linear(extra, dim, 3 * dim).chunk(2, dim=-1))
+            out = self._extra_kernel(q, k, v, k_msg, v_msg)
+        else:
+            out = self._kernel(q, k, v, causal)
+        return self.out_proj(out.transpose(1, 2).flatten(-2))  # [N, H, L, D] -> [N, L, dim]
+
+    def _linear(self, x: Tensor, start: int, stop: int) -> Tensor:
+        bias = None if self.in_proj_bias is None else self.in_proj_bias[start:stop]
+        return F.linear(x, self.in_proj_weight[start:stop], bias)
+
+    def _extra_kernel(self, q: Tensor, k: Tensor, v: Tensor, k_msg: Tensor, v_msg: Tensor) -> Tensor:
+        if self.backend == "triton":
+            kernels = _triton_kernels(str(q.device))
+            if kernels is not None:
+                return kernels.frame_message_attention(q, k, v, k_msg, v_msg)
+        return self._kernel(q, torch.cat([k, k_msg], dim=2), torch.cat([v, v_msg], dim=2), False)

@@ -1,0 +1,170 @@
+"""Checkpoint files: reading them safely and converting the original release's parameter names.
+
+The original release (X-CLIP lineage) names its modules ``sft`` (temporal fusion),
+``prompts_visual_ln`` / ``prompts_visual_proj`` / ``prompts_generator`` (video prompt, with
+separate ``q_proj``/``k_proj``/``v_proj`` and ``proj``) and ``id_classifier``; this project calls
+them ``temporal``, ``prompt`` (one packed ``in_proj_weight`` and ``out_proj``) and ``id_head``.
+Vision (``visual.*``) and text keys are the same in both.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from utils.errors import UserError
+
+# original name pattern -> our name pattern, for keys renamed one to one
+_RENAMES = (
+    (r"^sft\.positional_embedding$", "temporal.positional_embedding"),
+    (r"^sft\.resblocks\.(\d+)\.(.+)$", r"temporal.transformer.resblocks.\1.\2"),
+    (r"^prompts_visual_ln\.(.+)$", r"prompt.visual_ln.\1"),
+    (r"^prompts_visual_proj$", "prompt.visual_proj"),
+    (r"^prompts_generator\.norm\.(.+)$", r"prompt.norm.\1"),
+    (r"^prompts_generator\.alpha$", "prompt.alpha"),
+    (r"^prompts_generator\.decoder\.(\d+)\.(norm1|norm3)\.(.+)$", r"prompt.decoder.\1.\2.\3"),
+    (r"^prompts_generator\.decoder\.(\d+)\.mlp\.0\.(.+)$", r"prompt.decoder.\1.mlp.c_fc.\2"),
+    (r"^prompts_generator\.decoder\.(\d+)\.mlp\.3\.(.+)$", r"prompt.decoder.\1.mlp.c_proj.\2"),
+    (r"^prompts_generator\.decoder\.(\d+)\.cross_attn\.proj\.(.+)$",
+     r"prompt.decoder.\1.cross_attn.out_proj.\2"),
+    (r"^id_classifier\.(.+)$", r"id_head.\1"),
+)
+_INVERSE_RENAMES = (
+    (r"^temporal\.positional_embedding$", "sft.positional_embedding"),
+    (r"^temporal\.transformer\.resblocks\.(\d+)\.(.+)$", r"sft.resblocks.\1.\2"),
+    (r"^prompt\.visual_ln\.(.+)$", r"prompts_visual_ln.\1"),
+    (r"^prompt\.visual_proj$", "prompts_visual_proj"),
+    (r"^prompt\.norm\.(.+)$", r"prompts_generator.norm.\1"),
+    (r"^prompt\.alpha$", "prompts_generator.alpha"),
+    (r"^prompt\.decoder\.(\d+)\.(norm1|norm3)\.(.+)$", r"prompts_generator.decoder.\1.\2.\3"),
+    (r"^prompt\.decoder\.(\d+)\.mlp\.c_fc\.(.+)$", r"prompts_generator.decoder.\1.mlp.0.\2"),
+    (r"^prompt\.decoder\.(\d+)\.mlp\.c_proj\.(.+)$", r"prompts_generator.decoder.\1.mlp.3.\2"),
+    (r"^prompt\.decoder\.(\d+)\.cross_attn\.out_proj\.(.+)$",
+     r"prompts_generator.decoder.\1.cross_attn.proj.\2"),
+    (r"^id_head\.(.+)$", r"id_classifier.\1"),
+)
+_QKV = ("q_proj", "k_proj", "v_proj")
+_ORIGINAL_QKV = re.compile(r"^prompts_generator\.decoder\.(\d+)\.cross_attn\.([qkv])_proj\.weight$")
+_OUR_IN_PROJ = re.compile(r"^prompt\.decoder\.(\d+)\.cross_attn\.in_proj_weight$")
+_ORIGINAL_MARKERS = ("sft.positional_embedding", "prompts_generator.alpha")
+_MODEL_KEYS = ("model", "state_dict")
+_MAX_REASON = 200  # characters of a loader's exception quoted in the one-line error
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, unreadable or needs an explicit opt-in."""
+
+
+def is_original_state_dict(state_dict: dict[str, Any]) -> bool:
+    """True when ``state_dict`` uses the original release's names (``sft.*``, ``prompts_*``)."""
+    return any(key in state_dict for key in _ORIGINAL_MARKERS)
+
+
+def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
+    for pattern, replacement in rules:
+        new, count = re.subn(pattern, replacement, key)
+        if count:
+            return new
+    return key
+
+
+def convert_original_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Original-release state dict -> this project's names (layer counts read from the keys).
+
+    The prompt decoder's separate q/k/v projection weights are concatenated into
+    ``in_proj_weight``; every other tensor is renamed unchanged. Pure function.
+    """
+    converted: dict[str, Tensor] = {}
+    qkv: dict[str, dict[str, Tensor]] = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        match = _ORIGINAL_QKV.match(key)
+        if match:
+            qkv.setdefault(match.group(1), {})[match.group(2)] = value
+        else:
+            converted[_rename(key, _RENAMES)] = value
+    for layer, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"prompt decoder layer {layer} lacks some of q_proj/k_proj/v_proj; "
+                                  "the checkpoint is incomplete")
+        converted[f"prompt.decoder.{layer}.cross_attn.in_proj_weight"] = torch.cat(
+            [parts["q"], parts["k"], parts["v"]], dim=0)
+    return converted
+
+
+def to_original_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """This project's state dict -> the original release's names (inverse of the conversion)."""
+    original: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        match = _OUR_IN_PROJ.match(key)
+        if match:
+            for name, part in zip(_QKV, value.chunk(3, dim=0)):
+                original[f"prompts_generator.decoder.{match.group(1)}.cross_attn.{name}.weight"] = part
+        else:
+            original[_rename(key, _INVERSE_RENAMES)] = value
+    return original
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or name == "constants.pkl"
+                   for name in archive.namelist())
+
+
+def load_checkpoint_file(path: str, allow_pickle: bool) -> dict[str, Any]:
+    """Reads a checkpoint or weight file onto the CPU.
+
+    TorchScript archives (OpenAI CLIP releases) give their state dict. Other files are read with
+    ``torch.load(weights_only=True)``; a file that pickles objects (the original release's yacs
+    config) is unpickled only when ``allow_pickle`` is set, because unpickling runs code.
+
+    Args:
+        path: the file.
+        allow_pickle: opt-in to ``weights_only=False`` for files that need it.
+
+    Returns:
+        The loaded dict (a state dict or a checkpoint dict holding one).
+
+    Raises:
+        CheckpointError: missing or unreadable file, or pickled content without the opt-in.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file not found: {path} (pass a local file; nothing is "
+                              "downloaded)")
+    try:
+        if _is_torchscript(path):
+            with warnings.catch_warnings():  # torch.jit is deprecated, but OpenAI ships TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                return dict(torch.jit.load(path, map_location="cpu").state_dict())
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            if not allow_pickle:
+                raise CheckpointError(
+                    f"{path} pickles Python objects (an original-release checkpoint's config); "
+                    "loading it runs code from the file: if you trust it, pass --allow-pickle "
+                    "(MODEL.ALLOW_PICKLE True)") from None
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:_MAX_REASON]}") from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict or checkpoint")
+    return loaded
+
+
+def extract_state_dict(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
+    """The model state dict inside a checkpoint dict (``model`` or ``state_dict`` entry, or the
+    dict itself), with ``module.`` prefixes removed."""
+    for key in _MODEL_KEYS:
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}

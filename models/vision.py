@@ -1,0 +1,156 @@
+"""IFNS stem and the CFSA vision transformer (CLIP ViT with cross-frame message tokens).
+
+Parameter names are those of the original release (``visual.conv0``, ``visual.conv1``,
+``visual.transformer.resblocks.{i}.message_fc`` ...), so CLIP weights and original checkpoints
+load by name.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from models.attention import Attention
+from models.clip import Mlp, drop_path_or_identity
+
+IFNS_PLANES = 3  # fd(t-1), fd(t), avg(t)
+NEW_MODULE_STD = 0.02  # truncated-normal std of layers trained from scratch
+
+
+class CFSABlock(nn.Module):
+    """Cross-Frame Semantic Aggregator block (DESIGN section 2.2).
+
+    Each frame's class token becomes a message; messages attend across the frames of their clip;
+    each frame's tokens then attend over themselves plus their frame's message token.
+
+    Args:
+        width: token width d.
+        heads: attention heads (d // 64).
+        drop_path: stochastic depth rate of the residual branches.
+        backend: attention backend.
+    """
+
+    def __init__(self, width: int, heads: int, *, drop_path: float = 0.0, backend: str = "sdpa") -> None:
+        super().__init__()
+        self.message_fc = nn.Linear(width, width)
+        self.message_ln = nn.LayerNorm(width)
+        self.message_attn = Attention(width, heads, backend=backend)
+        self.attn = Attention(width, heads, backend=backend)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = Mlp(width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.drop_path = drop_path_or_identity(drop_path)
+
+    def message_modules(self) -> list[nn.Module]:
+        """The modules CFSA adds to a CLIP block (trained from scratch)."""
+        return [self.message_fc, self.message_ln, self.message_attn]
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        """x [B*T, L, d] with the T frames of a clip consecutive -> [B*T, L, d]."""
+        frames, _, width = x.shape
+        msg = self.message_fc(x[:, 0]).view(frames // num_frames, num_frames, width)  # [B, T, d]
+        msg = msg + self.drop_path(self.message_attn(self.message_ln(msg)))
+        msg = msg.reshape(frames, 1, width)  # one message token per frame
+        x = x + self.drop_path(self.attn(self.ln_1(x), extra=self.ln_1(msg)))
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+class CFSATransformer(nn.Module):
+    """The stack of CFSA blocks under the CLIP name ``resblocks``.
+
+    Args:
+        width: token width d.
+        layers: blocks.
+        heads: attention heads.
+        drop_path_rate: stochastic depth of the last block (linear from 0 over depth).
+        backend: attention backend.
+    """
+
+    def __init__(self, width: int, layers: int, heads: int, *, drop_path_rate: float = 0.0,
+                 backend: str = "sdpa") -> None:
+        super().__init__()
+        rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
+        self.resblocks = nn.ModuleList(
+            CFSABlock(width, heads, drop_path=rate, backend=backend) for rate in rates)
+        self.grad_checkpointing = False
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        for block in self.resblocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, num_frames, use_reentrant=False)
+            else:
+                x = block(x, num_frames)
+        return x
+
+
+class VisionTransformer(nn.Module):
+    """IFNS stem + CLIP ViT with CFSA blocks.
+
+    ``conv0`` (1x1, 3 -> 3, no bias) mixes the IFNS planes. It starts as the identity matrix, so
+    plane k enters patch-embedding input channel k unchanged: a pretrained patch embedding sees
+    the normalised planes exactly where it saw the normalised R, G, B channels.
+
+    Args:
+        width: token width d.
+        layers: CFSA blocks.
+        heads: attention heads.
+        patch_size: patch side in pixels.
+        image_size: input side in pixels (multiple of the patch size).
+        embed_dim: joint embedding width E of the projected class token.
+        drop_path_rate: stochastic depth of the last block.
+        backend: attention backend.
+    """
+
+    def __init__(self, *, width: int, layers: int, heads: int, patch_size: int, image_size: int,
+                 embed_dim: int, drop_path_rate: float = 0.0, backend: str = "sdpa") -> None:
+        super().__init__()
+        grid = image_size // patch_size
+        scale = width ** -0.5
+        self.conv0 = nn.Conv2d(IFNS_PLANES, IFNS_PLANES, kernel_size=1, bias=False)
+        self.conv1 = nn.Conv2d(IFNS_PLANES, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = CFSATransformer(width, layers, heads, drop_path_rate=drop_path_rate,
+                                           backend=backend)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+        self.init_new_modules()
+
+    def init_new_modules(self) -> None:
+        """Initialises what CFSA/IFNS add to CLIP: identity ``conv0``, truncated-normal messages."""
+        with torch.no_grad():
+            self.conv0.weight.copy_(torch.eye(IFNS_PLANES).view(IFNS_PLANES, IFNS_PLANES, 1, 1))
+        for block in self.transformer.resblocks:
+            for module in block.message_modules():
+                init_new_module(module)
+
+    def new_modules(self) -> list[nn.Module]:
+        """Modules trained from scratch: the IFNS mix and every block's message layers."""
+        return [self.conv0] + [m for b in self.transformer.resblocks for m in b.message_modules()]
+
+    def forward(self, x: Tensor, num_frames: int) -> tuple[Tensor, Tensor]:
+        """Frames x [B*T, 3, H, W] -> (class features [B*T, E], patch tokens [B*T, N, d])."""
+        x = self.conv1(self.conv0(x))  # [B*T, d, g, g]
+        x = x.flatten(2).transpose(1, 2)  # [B*T, N, d]
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # [B*T, L, d]
+        x = self.transformer(self.ln_pre(x), num_frames)
+        return self.ln_post(x[:, 0]) @ self.proj, x[:, 1:]
+
+
+def init_new_module(module: nn.Module) -> None:
+    """Initialisation of layers trained from scratch (X-CLIP): truncated-normal Linear weights,
+    zero biases, unit LayerNorms, Xavier attention input projections."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=NEW_MODULE_STD)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, Attention):
+            nn.init.xavier_uniform_(m.in_proj_weight)
+            if m.in_proj_bias is not None:
+                nn.init.zeros_(m.in_proj_bias)

@@ -1,0 +1,82 @@
+"""The attention module: nn.MultiheadAttention compatibility and backend equivalence.
+
+On CPU the triton backend falls back to sdpa unless ``TRITON_INTERPRET=1`` is set before the kernel
+is imported: ``TRITON_INTERPRET=1 pytest tests/test_attention.py tests/test_model.py -k triton``
+compares the real kernel with ``math`` (forward and gradients).
+"""
+import pytest
+import torch
+from torch import nn
+
+from models.attention import BACKENDS, Attention, math_attention
+
+DIM, HEADS, TOKENS, BATCH = 32, 4, 5, 3
+
+
+def _attention(backend: str, bias: bool = True) -> Attention:
+    torch.manual_seed(0)
+    attn = Attention(DIM, HEADS, bias=bias, backend=backend).double()
+    if bias:
+        nn.init.normal_(attn.in_proj_bias)
+    return attn
+
+
+def test_matches_torch_multihead_attention_with_its_state_dict():
+    torch.manual_seed(0)
+    reference = nn.MultiheadAttention(DIM, HEADS, batch_first=True).double()
+    nn.init.normal_(reference.in_proj_bias)
+    attn = Attention(DIM, HEADS).double()
+    attn.load_state_dict(reference.state_dict())
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double)
+    msg = torch.randn(BATCH, 1, DIM, dtype=torch.double)
+    torch.testing.assert_close(attn(x), reference(x, x, x, need_weights=False)[0])
+    causal = torch.ones(TOKENS, TOKENS, dtype=torch.bool).triu(1)
+    torch.testing.assert_close(attn(x, causal=True),
+                               reference(x, x, x, attn_mask=causal, need_weights=False)[0])
+    # the message token as one extra key/value: the first L outputs of attention over L + 1 tokens
+    full = torch.cat([x, msg], dim=1)
+    torch.testing.assert_close(attn(x, extra=msg), reference(full, full, full, need_weights=False)[0][:, :TOKENS])
+    context = torch.randn(BATCH, TOKENS + 2, DIM, dtype=torch.double)
+    torch.testing.assert_close(attn(x, context), reference(x, context, context, need_weights=False)[0])
+
+
+def test_math_attention_causal_mask():
+    q = k = v = torch.randn(1, 1, 3, 2)
+    out = math_attention(q, k, v, causal=True)
+    torch.testing.assert_close(out[:, :, 0], v[:, :, 0])  # the first query sees only itself
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["self", "causal", "cross", "message"])
+def test_backend_equals_math_forward_and_gradients(backend, mode):
+    # the Triton kernel takes fp32/fp16/bf16 (on CPU it runs only under TRITON_INTERPRET=1, else sdpa)
+    dtype = torch.float32 if backend == "triton" else torch.double
+    tol = 1e-5 if backend == "triton" else 1e-7
+    torch.manual_seed(1)
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=dtype, requires_grad=True)
+    other = torch.randn(BATCH, 1 if mode == "message" else TOKENS + 1, DIM, dtype=dtype,
+                        requires_grad=True)
+    results = []
+    for name in ("math", backend):
+        attn = _attention(name, bias=mode != "cross").to(dtype)
+        kwargs = {"self": {}, "causal": {"causal": True}, "cross": {"context": other},
+                  "message": {"extra": other}}[mode]
+        out = attn(x, **kwargs)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, DIM, dtype=dtype)).sum(),
+                                    [x, other, *attn.parameters()], allow_unused=True)
+        results.append((out, grads))
+    (ref_out, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref_out, rtol=tol, atol=tol)
+    for grad, ref in zip(grads, ref_grads):
+        if ref is None:
+            assert grad is None
+        else:
+            torch.testing.assert_close(grad, ref, rtol=tol, atol=tol)
+
+
+def test_unknown_backend_and_bad_width_are_rejected():
+    with pytest.raises(ValueError):
+        Attention(DIM, HEADS, backend="flash")
+    with pytest.raises(ValueError):
+        Attention(DIM, 5)
+

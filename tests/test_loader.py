@@ -1,0 +1,162 @@
+"""Datasets and loaders: shapes, labels, DDP sharding, reproducible draws, bad samples, layouts."""
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datasets.ifns import denormalize_planes
+from datasets.loader import EvalSampler, TrainSampler, build_datasets, build_loaders
+from datasets.packed import PackedWriter
+from datasets.readers import DataError, FrameFolderClip
+from utils.errors import UserError
+
+
+def test_train_and_val_batches(frames_root, make):
+    cfg = make.tiny_config(frames_root, "TEST.NUM_CLIP", "2", "TEST.NUM_CROP", "3")
+    loaders = build_loaders(cfg)
+    assert (loaders.num_train, loaders.num_val) == (9, 9)  # xset: setup 2 trains, setup 1 validates
+    assert loaders.class_names == ["drink water", "eat meal", "brush teeth"]
+    assert loaders.train_identities == {0, 1, 2}
+    batches = list(loaders.train)
+    assert len(batches) == 2  # 9 // 4, drop_last
+    batch = batches[0]
+    assert batch["clips"].shape == (4, 4, 3, 16, 16) and batch["clips"].dtype == torch.float32
+    for key in ("label", "identity", "index"):
+        assert batch[key].dtype == torch.long and batch[key].shape == (4,)
+    names = loaders.train.dataset.names
+    for i, label, identity in zip(batch["index"], batch["label"], batch["identity"]):
+        assert int(label) == int(names[i][-3:]) - 1 and int(identity) == int(names[i][9:12]) - 1
+    val = list(loaders.val)
+    assert [b["clips"].shape for b in val] == [(4, 6, 4, 3, 16, 16)] * 2 + [(1, 6, 4, 3, 16, 16)]
+    assert torch.equal(torch.cat([b["index"] for b in val]), torch.arange(9))
+    assert int(batch["num_bad"]) == 0
+
+
+def test_train_sampler_shards_equal_and_reshuffles_per_epoch():
+    samplers = [TrainSampler(11, rank, 3, seed=5) for rank in range(3)]
+    for epoch in (0, 1):
+        for s in samplers:
+            s.set_epoch(epoch)
+        shards = [[i for i, e in s] for s in samplers]
+        assert all(len(shard) == 3 for shard in shards)
+        flat = sum(shards, [])
+        assert len(set(flat)) == 9
+        assert all(e == epoch for s in samplers for _, e in s)
+    first = [i for i, _ in TrainSampler(11, 0, 1, seed=5)]
+    again = [i for i, _ in TrainSampler(11, 0, 1, seed=5)]
+    later = TrainSampler(11, 0, 1, seed=5)
+    later.set_epoch(1)
+    assert first == again and first != [i for i, _ in later]
+
+
+def test_eval_sampler_every_sample_once():
+    shards = [list(EvalSampler(10, rank, 4)) for rank in range(4)]
+    assert sum(shards, []) == list(range(10))
+    assert [len(s) for s in shards] == [2, 3, 2, 3]
+
+
+def test_sample_draws_depend_only_on_seed_epoch_index(frames_root, make):
+    cfg = make.tiny_config(frames_root)
+    dataset = build_datasets(cfg).train
+    a = dataset[(3, 1)]["clips"]
+    assert torch.equal(a, dataset[(3, 1)]["clips"])
+    assert not torch.equal(a, dataset[(3, 2)]["clips"])
+    workers = build_loaders(make.tiny_config(frames_root, "DATA.NUM_WORKERS", "2"))
+    single = build_loaders(cfg)
+    for loaders in (workers, single):
+        loaders.train_sampler.set_epoch(1)
+    for b1, b2 in zip(workers.train, single.train):
+        assert torch.equal(b1["index"], b2["index"]) and torch.equal(b1["clips"], b2["clips"])
+
+
+def test_eval_is_deterministic_and_planes_are_normalised(frames_root, make):
+    dataset = build_datasets(make.tiny_config(frames_root)).val
+    clips = dataset[0]["clips"]  # [V, T, 3, S, S]
+    assert torch.equal(clips, dataset[0]["clips"])
+    assert torch.isfinite(clips).all() and clips.abs().max() < 3
+
+
+def test_video_layout_matches_frames_layout_shapes(videos_root, make):
+    loaders = build_loaders(make.tiny_config(videos_root, "DATA.LAYOUT", "video"))
+    batch = next(iter(loaders.train))
+    assert batch["clips"].shape == (4, 4, 3, 16, 16)
+
+
+def test_lps_on_the_fly(frames_root, make):
+    plain = build_datasets(make.tiny_config(frames_root)).val[0]["clips"]
+    degraded = build_datasets(make.tiny_config(frames_root, "LPS.LEVEL", "2")).val[0]["clips"]
+    assert degraded.shape == plain.shape and not torch.equal(degraded, plain)
+
+
+def test_bad_sample_raises_naming_it_or_is_skipped_and_counted(frames_root, make):
+    val_name = "S001C001P002R001A003"
+    (frames_root / val_name / "00005.jpg").write_bytes(b"broken")
+    train_name = "S002C001P001R001A001"
+    shutil.rmtree(frames_root / train_name)
+    (frames_root / train_name).mkdir()  # listed, but holds no frame
+    strict = build_datasets(make.tiny_config(frames_root))
+    with pytest.raises(DataError, match=f"{val_name}.*00005.jpg"):
+        [strict.val[i] for i in range(len(strict.val))]
+    with pytest.raises(DataError, match=train_name):
+        strict.train[strict.train.names.index(train_name)]
+    loaders = build_loaders(make.tiny_config(frames_root, "DATA.SKIP_BAD", "True"))
+    val = list(loaders.val)
+    assert sum(int(b["num_bad"]) for b in val) == 1
+    assert sum(len(b["index"]) for b in val) == 8
+    loaders.train_sampler.set_epoch(0)
+    train_bad = sum(int(b["num_bad"]) for b in loaders.train)
+    batches = list(loaders.train)
+    assert all(b["clips"].shape[0] == 4 for b in batches)
+    bad_index = loaders.train.dataset.names.index(train_name)
+    replaced = loaders.train.dataset[(bad_index, 0)]
+    assert replaced["num_bad"] == 1 and replaced["index"] == (bad_index + 1) % 9
+    assert train_bad == int(bad_index in [i for i, _ in loaders.train_sampler][:8])
+
+
+def test_user_errors(tmp_path, frames_root, make):
+    with pytest.raises(UserError, match="DATA.ROOT"):
+        build_loaders(make.tiny_config(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="DATA.PACKED_ROOT"):
+        build_loaders(make.tiny_config(frames_root, "DATA.LAYOUT", "packed"))
+    with pytest.raises(UserError, match="DATA.NUM_CLASSES"):
+        build_loaders(make.tiny_config(frames_root, "DATA.NUM_CLASSES", "2"))
+
+
+def test_precomputed_layout(tmp_path, make):
+    names = ["S001C001P001R001A001", "S002C001P001R001A002"]
+    for kind in ("fd", "avg"):
+        for name in names:
+            folder = tmp_path / kind / name
+            folder.mkdir(parents=True)
+            for t in range(8):
+                cv2.imwrite(str(folder / f"{t + 1}.jpg"), np.full((20, 30), 10 * t, np.uint8))
+    cfg = make.tiny_config(tmp_path, "DATA.LAYOUT", "precomputed", "DATA.FD_ROOT",
+                           str(tmp_path / "fd"), "DATA.AVG_ROOT", str(tmp_path / "avg"),
+                           "TRAIN.BATCH_SIZE", "1")
+    loaders = build_loaders(cfg)
+    batch = next(iter(loaders.val))
+    assert batch["clips"].shape == (1, 1, 4, 3, 16, 16)
+    # 8 frames, T = 4: centres t = 1, 3, 5, 7; files are 1-based, file i + 1 holds value 10 i.
+    planes = denormalize_planes(batch["clips"][0, 0, :, :, 8, 8].numpy())  # [T, 3]
+    expected = [[10 * (t - 1), 10 * t, 10 * t] for t in (1, 3, 5, 7)]
+    np.testing.assert_allclose(planes, expected, atol=1.5)
+    assert next(iter(loaders.train))["clips"].shape == (1, 4, 3, 16, 16)
+
+
+def test_packed_layout_equals_frames_layout(frames_root, tmp_path, make):
+    store = tmp_path / "packed"
+    plain = build_datasets(make.tiny_config(frames_root))
+    with PackedWriter(store) as writer:
+        for dataset in (plain.train, plain.val):
+            for name in dataset.names:
+                clip = FrameFolderClip(frames_root / name, name)
+                writer.add(name, clip.read(np.arange(clip.num_frames), gray=True))
+    packed = build_datasets(make.tiny_config(frames_root, "DATA.LAYOUT", "packed",
+                                             "DATA.PACKED_ROOT", str(store)))
+    assert packed.train.names == plain.train.names
+    assert torch.equal(packed.train[(2, 3)]["clips"], plain.train[(2, 3)]["clips"])
+    assert torch.equal(packed.val[1]["clips"], plain.val[1]["clips"])

@@ -1,0 +1,103 @@
+"""Readers: decord equals opencv's sequential decode, frame folders, precomputed, bad files."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip
+
+
+def _opencv_sequential(path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return np.stack(frames)
+
+
+def test_decord_by_index_equals_opencv_sequential_decode(tmp_path, make):
+    path = tmp_path / "S001C001P001R001A001.mp4"
+    make.write_video(path, make.moving_frames(0, num_frames=24, height=32, width=64))
+    reference = _opencv_sequential(path)  # [N, H, W, 3]
+    clip = VideoClip(path, "S001C001P001R001A001", backend="decord")
+    assert clip.num_frames == len(reference) == 24
+    indices = np.array([17, 3, 3, 0, 23, 9, 12])  # out of order, repeated, seeking back
+    fetched = clip.read(indices, gray=False)
+    # Both run FFmpeg's decoder and colour conversion: measured bit-exact (also at 320x240),
+    # so any difference is a seek error, which is what this test guards against.
+    assert np.array_equal(fetched, reference[indices])
+    fallback = VideoClip(path, "S001C001P001R001A001", backend="opencv").read(indices, gray=False)
+    assert np.array_equal(fallback, reference[indices])
+
+
+def test_auto_backend_falls_back_to_opencv_where_decord_fails(tmp_path, make):
+    path = tmp_path / "w48.mp4"
+    make.write_video(path, make.moving_frames(0, num_frames=12, height=32, width=48))
+    with pytest.raises(DataError, match="decord cannot decode"):
+        VideoClip(path, "w48", backend="decord").read(np.array([3]), gray=False)
+    frames = VideoClip(path, "w48").read(np.array([3, 7]), gray=False)
+    assert np.array_equal(frames, _opencv_sequential(path)[[3, 7]])
+
+
+def test_video_gray_matches_gray_of_rgb(tmp_path, make):
+    path = tmp_path / "v.mp4"
+    make.write_video(path, make.moving_frames(1))
+    clip = VideoClip(path, "v")
+    rgb = clip.read(np.arange(4), gray=False)
+    gray = clip.read(np.arange(4), gray=True)
+    assert gray.shape == rgb.shape[:3]
+    assert np.array_equal(gray, np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]))
+
+
+def test_missing_and_corrupt_video_name_sample_and_file(tmp_path):
+    with pytest.raises(DataError, match="S001C001P001R001A001.*missing.mp4"):
+        VideoClip(tmp_path / "missing.mp4", "S001C001P001R001A001")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DataError, match="S001C001P001R001A002.*bad.mp4"):
+        VideoClip(bad, "S001C001P001R001A002").read(np.arange(2), gray=True)
+
+
+def test_frame_folder_reads_sorted_frames(tmp_path, make):
+    frames = make.moving_frames(2)
+    make.write_frame_folder(tmp_path / "clip", frames)
+    clip = FrameFolderClip(tmp_path / "clip", "clip")
+    assert clip.num_frames == len(frames)
+    rgb = clip.read(np.array([5, 1, 5]), gray=False)
+    assert np.abs(rgb.astype(int) - frames[[5, 1, 5]].astype(int)).mean() < 3  # JPEG at q95
+    gray = clip.read(np.array([5, 1]), gray=True)
+    assert gray.shape == (2,) + frames.shape[1:3]
+
+
+def test_corrupt_frame_names_sample_and_file(tmp_path, make):
+    make.write_frame_folder(tmp_path / "clip", make.moving_frames(3))
+    (tmp_path / "clip" / "00004.jpg").write_bytes(b"garbage")
+    clip = FrameFolderClip(tmp_path / "clip", "S001C001P001R001A007")
+    with pytest.raises(DataError, match="S001C001P001R001A007.*00004.jpg"):
+        clip.read(np.array([3, 4]), gray=True)
+    with pytest.raises(DataError, match="empty_sample.*not found"):
+        FrameFolderClip(tmp_path / "nothing", "empty_sample")
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_precomputed_planes_zero_or_one_based(tmp_path, base):
+    values = {}
+    for kind, offset in (("fd", 0), ("avg", 100)):
+        folder = tmp_path / kind / "S001C001P001R001A001"
+        folder.mkdir(parents=True)
+        for t in range(6):
+            value = offset + 10 * t
+            values[kind, t] = value
+            cv2.imwrite(str(folder / f"{base + t}.jpg"), np.full((8, 8, 3), value, np.uint8))
+    clip = PrecomputedClip(tmp_path / "fd" / "S001C001P001R001A001",
+                           tmp_path / "avg" / "S001C001P001R001A001", "S001C001P001R001A001")
+    assert clip.num_frames == 6
+    planes = clip.read_planes(np.array([0, 3, 5]))  # [T, 3, H, W]
+    assert planes.shape == (3, 3, 8, 8)
+    expected = [[values["fd", max(t - 1, 0)], values["fd", t], values["avg", t]] for t in (0, 3, 5)]
+    assert np.abs(planes[:, :, 4, 4].astype(int) - np.array(expected)).max() <= 1
