@@ -1,0 +1,83 @@
+"""Launched the way users launch: 2 DDP processes (gloo, CPU) of b clips give the weights of 1
+process of 2b clips, evaluation counts every video exactly once, and torch.distributed.launch
+(which passes --local-rank) runs end to end."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import main as launcher
+
+PROJECT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 300
+TINY = ["DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16", "DATA.FD_STRIDE", "2", "DATA.NUM_WORKERS", "0",
+        "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.SYNTHETIC.ENABLED", "False",
+        "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1", "MODEL.CUSTOM.PATCH_SIZE", "8",
+        "TEST.BATCH_SIZE", "2", "TEST.NUM_CLIP", "2", "TRAIN.EPOCHS", "2", "TRAIN.WARMUP_EPOCHS", "1",
+        "TRAIN.CLIP_GRAD", "1.0", "AUG.MIXUP", "0.0", "AUG.CUTMIX", "0.0", "MODEL.DROP_PATH_RATE", "0.0",
+        # Adam turns float noise in gradients that are zero in exact arithmetic (attention key
+        # biases) into full-size steps; a larger epsilon keeps such noise from being amplified
+        "TRAIN.EPS", "1.0e-4"]
+
+
+def _frames_root(tmp_path, make):
+    root = tmp_path / "frames"
+    for i, name in enumerate(make.tiny_names()):  # 9 train, 9 val videos (odd)
+        make.write_frame_folder(root / name, make.moving_frames(i))
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _torchrun() -> list[str]:
+    script = Path(sys.executable).parent / "torchrun"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def test_two_ddp_processes_equal_one_process_of_twice_the_batch(tmp_path, make):
+    root = _frames_root(tmp_path, make)
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert launcher.main(["--output", str(single), "--batch-size", "4", "--opts", "DATA.ROOT", str(root), *TINY]) == 0
+    _run(_torchrun() + ["--nproc_per_node=2", "--master_port", str(_free_port()), "main.py",
+                        "--output", str(ddp), "--batch-size", "2", "--opts", "DATA.ROOT", str(root), *TINY])
+    one = torch.load(single / "last.pth", weights_only=True)
+    two = torch.load(ddp / "last.pth", weights_only=True)
+    assert one["global_step"] == two["global_step"] == 4 and two["world_size"] == 2
+    for name, value in one["model"].items():
+        torch.testing.assert_close(two["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    metrics = json.loads((ddp / "metrics.json").read_text())
+    assert metrics["num_videos"] == 9 and metrics["num_views"] == 2  # each video exactly once on 2 ranks
+    assert (ddp / "log_rank1.txt").is_file() and not (ddp / "tmp").exists()
+
+
+def test_torch_distributed_launch_passes_local_rank(tmp_path, make):
+    root = _frames_root(tmp_path, make)
+    out = tmp_path / "launch"
+    result = _run([sys.executable, "-m", "torch.distributed.launch", "--nproc_per_node=2",
+                   f"--master_port={_free_port()}", "main.py", "--distributed", "True",
+                   "--accumulation-steps", "2", "--output", str(out), "--batch-size", "2",
+                   "--opts", "DATA.ROOT", str(root), *TINY, "TRAIN.EPOCHS", "1"])
+    assert "action top-1" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_videos"] == 9 and metrics["epoch"] == 1

@@ -1,0 +1,221 @@
+"""The training loop with a tiny fake model: accumulation equals one big batch (also with a short
+final window), non-finite handling, mixed precision, and the multi-view evaluation metrics."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from trainers.evaluate import compute_metrics, predict, topk_accuracy, _first_occurrence
+from trainers.losses import PrivacyLoss
+from trainers.optim import CosineWarmupScheduler, build_optimizer
+from trainers.trainer import NonFiniteLossError, Trainer
+from utils.errors import UserError
+
+K, P, T, SIDE = 4, 3, 2, 4
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+class FakeModel(nn.Module):
+    """clips [B, T, 3, S, S] -> (action [B, K], identity [B, P]) with the MSPNet calling convention."""
+
+    def __init__(self, nan: bool = False) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(T * 3 * SIDE * SIDE, 8)
+        self.action = nn.Linear(8, K)
+        self.id_head = nn.Linear(8, P)
+        self.nan = nan
+
+    def new_modules(self) -> list[nn.Module]:
+        return [self.action, self.id_head]
+
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0):
+        feature = torch.tanh(self.encoder(clips.flatten(1)))  # [B, 8]
+        action = self.action(feature)
+        if self.nan:
+            action = action * float("nan")
+        return action, self.id_head(_ScaleGrad.apply(feature, id_grad_scale))
+
+
+def _batches(num: int, size: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    clips = torch.randn(num * size, T, 3, SIDE, SIDE, generator=gen)
+    label = torch.randint(0, K, (num * size,), generator=gen)
+    identity = torch.randint(0, P, (num * size,), generator=gen)
+    return [{"clips": clips[i:i + size], "label": label[i:i + size], "identity": identity[i:i + size]}
+            for i in range(0, num * size, size)]
+
+
+def _merge(batches: list[dict[str, torch.Tensor]], groups: list[int]) -> list[dict[str, torch.Tensor]]:
+    out, start = [], 0
+    for size in groups:
+        part = batches[start:start + size]
+        out.append({k: torch.cat([b[k] for b in part]) for k in part[0]})
+        start += size
+    return out
+
+
+def _trainer(model: nn.Module, accumulation: int, steps: int, **kwargs) -> Trainer:
+    optimizer = build_optimizer(model, lr=1e-2, new_module_lr_mult=10.0, weight_decay=0.05,
+                                betas=(0.9, 0.98), eps=1e-8)
+    scheduler = CosineWarmupScheduler(optimizer, total_steps=steps, warmup_steps=1)
+    return Trainer(model=model, optimizer=optimizer, scheduler=scheduler,
+                   loss_fn=PrivacyLoss(mode=kwargs.pop("mode", "aux"), weight=0.5, label_smoothing=0.1),
+                   device=torch.device("cpu"), accumulation_steps=accumulation, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["aux", "adversarial", "none"])
+@pytest.mark.parametrize("clip_grad", [0.0, 0.5])
+def test_accumulation_equals_one_big_batch_with_short_final_window(mode, clip_grad):
+    torch.manual_seed(0)
+    reference = FakeModel()
+    accumulated = copy.deepcopy(reference)
+    micro = _batches(num=5, size=2)  # windows of 2: [2, 2, 1] micro-batches
+    big = _merge(micro, [2, 2, 1])
+    t_acc = _trainer(accumulated, accumulation=2, steps=3, mode=mode, clip_grad=clip_grad)
+    t_ref = _trainer(reference, accumulation=1, steps=3, mode=mode, clip_grad=clip_grad)
+    stats_acc = t_acc.train_one_epoch(micro, epoch=0, num_epochs=1)
+    t_ref.train_one_epoch(big, epoch=0, num_epochs=1)
+    assert t_acc.counters.global_step == t_ref.counters.global_step == 3
+    for p_acc, p_ref in zip(accumulated.parameters(), reference.parameters()):
+        torch.testing.assert_close(p_acc, p_ref, rtol=1e-6, atol=1e-7)
+    assert t_acc.scheduler.get_last_lr() == t_ref.scheduler.get_last_lr()
+    assert stats_acc["loss"] > 0
+
+
+def test_adversarial_reverses_the_encoder_gradient_only():
+    torch.manual_seed(0)
+    batch = _batches(1, 4)[0]
+    grads = {}
+    for mode in ("aux", "adversarial"):
+        torch.manual_seed(1)
+        model = FakeModel()
+        loss_fn = PrivacyLoss(mode=mode, weight=1.0)
+        action, identity = model(batch["clips"], id_grad_scale=loss_fn.id_grad_scale)
+        loss_fn.identity_only(identity, batch["identity"]).backward()
+        grads[mode] = (model.encoder.weight.grad.clone(), model.id_head.weight.grad.clone())
+    torch.testing.assert_close(grads["adversarial"][0], -grads["aux"][0])
+    torch.testing.assert_close(grads["adversarial"][1], grads["aux"][1])
+
+
+def test_adversarial_extra_head_steps_touch_only_the_head():
+    torch.manual_seed(0)
+    model = FakeModel()
+    head_optimizer = torch.optim.AdamW(model.id_head.parameters(), lr=1e-2)
+    trainer = _trainer(model, accumulation=1, steps=1, mode="adversarial", head_optimizer=head_optimizer,
+                       head_steps=2)
+    batch = _batches(1, 4)[0]
+    before = copy.deepcopy(model.state_dict())
+    trainer._head_updates(batch["clips"], batch["identity"])
+    after = model.state_dict()
+    assert torch.equal(before["encoder.weight"], after["encoder.weight"])
+    assert torch.equal(before["action.weight"], after["action.weight"])
+    assert not torch.equal(before["id_head.weight"], after["id_head.weight"])
+
+
+def test_nonfinite_loss_skips_the_update_then_stops():
+    model = FakeModel(nan=True)
+    before = copy.deepcopy(model.state_dict())
+    trainer = _trainer(model, accumulation=1, steps=4, max_nonfinite=2)
+    with pytest.raises(NonFiniteLossError, match="non-finite 3 times") as info:
+        trainer.train_one_epoch(_batches(4, 2), epoch=0, num_epochs=1)
+    assert isinstance(info.value, UserError)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_fp16_scaler_skips_without_counting():
+    model = FakeModel(nan=True)
+    trainer = _trainer(model, accumulation=1, steps=3, precision="fp16", max_nonfinite=0,
+                       scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 4))
+    trainer.train_one_epoch(_batches(3, 2), epoch=0, num_epochs=1)
+    assert trainer.counters.nonfinite == 0 and trainer.counters.global_step == 3
+    assert trainer.scaler.get_scale() < 2.0 ** 4
+
+
+def test_bf16_trains_and_stays_finite():
+    model = FakeModel()
+    trainer = _trainer(model, accumulation=2, steps=2, precision="bf16")
+    stats = trainer.train_one_epoch(_batches(4, 2), epoch=0, num_epochs=1)
+    assert torch.isfinite(torch.tensor(stats["loss"]))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+class _ViewModel(nn.Module):
+    """Action logits = the first K values of the clip (views differ), identity = fixed."""
+
+    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0):
+        flat = clips.flatten(1)
+        return flat[:, :K], flat[:, K:K + P]
+
+
+def test_predict_averages_softmax_over_views():
+    clips = torch.zeros(2, 2, 1, 1, 1, K + P)  # [B, V, T=1, 1, 1, W]
+    clips[0, 0, ..., 0] = 5.0  # video 0: view 0 says class 0 strongly,
+    clips[0, 1, ..., 1] = 1.0  # view 1 says class 1 weakly -> average picks class 0
+    clips[1, :, ..., 2] = 3.0
+    batch = {"clips": clips, "label": torch.tensor([0, 2]), "identity": torch.tensor([0, 1]),
+             "index": torch.tensor([7, 3])}
+    pred = predict(_ViewModel(), [batch], torch.device("cpu"), "fp32")
+    assert pred["action_topk"][:, 0].tolist() == [0, 2]
+    assert int(pred["num_views"]) == 2
+    assert pred["index"].tolist() == [7, 3]
+
+
+def test_metrics_values_and_identity_subset():
+    pred = {
+        "label": torch.tensor([0, 0, 1, 2, 2]),
+        "identity": torch.tensor([0, 1, 2, 0, 1]),
+        "action_topk": torch.tensor([[0, 1], [1, 0], [1, 2], [0, 1], [2, 0]]),
+        "identity_topk": torch.tensor([[0, 1], [0, 2], [2, 0], [1, 0], [1, 0]]),
+        "num_views": torch.tensor(6),
+    }
+    metrics, per_class, counts = compute_metrics(pred, num_classes=4, train_identities={0, 1})
+    assert metrics["acc1"] == pytest.approx(60.0)
+    assert metrics["acc5"] == pytest.approx(80.0)  # k capped by the 2 columns here
+    assert metrics["mean_class_acc"] == pytest.approx((50 + 100 + 50) / 3)
+    assert counts.tolist() == [2, 1, 2, 0] and torch.isnan(per_class[3])
+    assert metrics["id_videos"] == 4  # identity 2 never occurs in training
+    assert metrics["id_acc1"] == pytest.approx(50.0) and metrics["id_acc5"] == pytest.approx(75.0)
+    none_known, _, _ = compute_metrics(pred, num_classes=4, train_identities={5})
+    assert none_known["id_videos"] == 0 and none_known["id_acc1"] is None and none_known["id_acc5"] is None
+    assert topk_accuracy(torch.tensor([[1, 2]]), torch.tensor([2]), 1).tolist() == [False]
+
+
+def test_first_occurrence_keeps_one_row_per_video():
+    unique, first = _first_occurrence(torch.tensor([4, 2, 4, 9, 2]))
+    assert unique.tolist() == [2, 4, 9] and first.tolist() == [1, 0, 3]
+
+
+def test_real_model_accumulation_through_main_equals_one_big_batch(tmp_path, make):
+    import main as launcher
+
+    root = tmp_path / "frames"
+    for i, name in enumerate(make.tiny_names()):
+        make.write_frame_folder(root / name, make.moving_frames(i))
+    opts = ["DATA.ROOT", str(root), "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16", "DATA.FD_STRIDE", "2",
+            "DATA.NUM_WORKERS", "0", "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3",
+            "DATA.SYNTHETIC.ENABLED", "False", "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1",
+            "MODEL.CUSTOM.PATCH_SIZE", "8", "TEST.NUM_CLIP", "1", "TRAIN.EPOCHS", "1", "TRAIN.WARMUP_EPOCHS", "0",
+            "AUG.MIXUP", "0.0", "AUG.CUTMIX", "0.0", "TRAIN.EPS", "1.0e-4"]  # eps: see test_distributed
+    runs = {"big": ["--batch-size", "4"], "acc": ["--batch-size", "2", "--accumulation-steps", "2"]}
+    for name, flags in runs.items():
+        assert launcher.main(["--output", str(tmp_path / name), *flags, "--opts", *opts]) == 0
+    big = torch.load(tmp_path / "big" / "last.pth", weights_only=True)
+    acc = torch.load(tmp_path / "acc" / "last.pth", weights_only=True)
+    assert big["global_step"] == acc["global_step"] == 2
+    for key, value in big["model"].items():
+        torch.testing.assert_close(acc["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
