@@ -6,7 +6,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from utils.errors import UserError
+from utils.misc import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +40,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
         state: the checkpoint dict (tensors and plain python types only).
         path: destination file.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, Any]:

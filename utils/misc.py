@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from typing import Any
+from typing import IO, Any, Callable
 
 import numpy as np
 import torch
@@ -76,19 +76,22 @@ class AverageMeter:
         return self.sum / self.count if self.count else 0.0
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder, flush, fsync and
-    ``os.replace``, so readers never see a partial file.
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Writes a file atomically: a temporary file in the same folder, flushed, synced, renamed.
+
+    A reader sees the old file or the complete new one, never a partial write.
 
     Args:
         path: destination file.
-        text: the content.
+        write: called with the open temporary file; writes the content.
+        binary: open the temporary file in binary mode.
     """
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -96,6 +99,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text))
 
 
 def format_seconds(seconds: float) -> str:
