@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from datasets.ifns import ifns_planes, needed_frames, normalize_planes
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
+from datasets.rgb_input import rgb_pair_views
 from datasets.readers import Clip, DataError, PrecomputedClip, to_gray
 from datasets.sampling import eval_indices, train_indices
 from datasets.transforms import (CropBox, apply_jitter, crop_resize, draw_jitter, eval_crop_boxes,
@@ -65,7 +66,7 @@ class ClipDataset(Dataset):
     def __init__(self, *, names: list[str], opener: ClipOpener, train: bool, num_frames: int,
                  fd_stride: int, input_size: int, scales: list[float], flip: bool,
                  color_jitter: float, num_clip: int, num_crop: int, seed: int, lps_level: int,
-                 skip_bad: bool) -> None:
+                 skip_bad: bool, rgb_pairs: bool = False) -> None:
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
@@ -83,6 +84,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.lps_level = lps_level
         self.skip_bad = skip_bad
+        self.rgb_pairs = rgb_pairs
 
     @property
     def num_views(self) -> int:
@@ -93,6 +95,8 @@ class ClipDataset(Dataset):
     def item_shape(self) -> tuple[int, ...]:
         """Shape of one item's ``clips``."""
         frame = (self.num_frames, PLANES, self.input_size, self.input_size)
+        if self.rgb_pairs:
+            frame = (self.num_frames, 2, 3, self.input_size, self.input_size)
         return frame if self.train else (self.num_views,) + frame
 
     def __len__(self) -> int:
@@ -154,6 +158,10 @@ class ClipDataset(Dataset):
 
     def _derived_views(self, clip: Clip, indices: np.ndarray,
                        rng: np.random.Generator) -> list[np.ndarray]:
+        if self.rgb_pairs:
+            return rgb_pair_views(clip, indices, stride=self.fd_stride, size=self.input_size,
+                                  lps_level=self.lps_level, make_boxes=lambda h, w: self._boxes(h, w, rng),
+                                  jitter=draw_jitter(self.color_jitter, rng) if self.train else None, rng=rng)
         n = clip.num_frames
         frame_ids = needed_frames(indices, self.fd_stride, n)
         frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]

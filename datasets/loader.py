@@ -232,7 +232,7 @@ def build_datasets(cfg: CfgNode) -> DataSplits:
                   input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
                   color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
                   num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
-                  skip_bad=data.SKIP_BAD)
+                  rgb_pairs=cfg.MODEL.ENCODER != "ifns",                  skip_bad=data.SKIP_BAD)
     train = ClipDataset(names=train_names, train=True, **common)
     val = ClipDataset(names=val_names, train=False, **common)
     class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)

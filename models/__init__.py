@@ -10,6 +10,7 @@ import os
 from yacs.config import CfgNode
 
 from models.clip import CLIP_SIZES, ClipSize, load_pretrained
+from models.encoders import build_input_encoder
 from models.mspnet import MSPNet
 from utils.config import resolve_path
 from utils.errors import UserError
@@ -55,7 +56,9 @@ def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
                    class_names=class_names, num_identities=cfg.DATA.NUM_IDENTITIES,
                    temporal_layers=cfg.MODEL.TEMPORAL_LAYERS, prompt_layers=cfg.MODEL.PROMPT_LAYERS,
                    prompt_alpha=cfg.MODEL.PROMPT_ALPHA, drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
-                   backend=cfg.MODEL.ATTN_BACKEND)
+                   backend=cfg.MODEL.ATTN_BACKEND,
+                   input_encoder=build_input_encoder(cfg.MODEL.ENCODER,
+                                                     downsample_size=cfg.MODEL.DOWNSAMPLE_SIZE))
     model.set_grad_checkpointing(cfg.TRAIN.USE_CHECKPOINT)
     pretrained = cfg.MODEL.PRETRAINED
     if pretrained.lower() in RANDOM_INIT:

@@ -58,9 +58,11 @@ class MSPNet(nn.Module):
 
     def __init__(self, *, size: ClipSize, image_size: int, num_frames: int, class_names: Sequence[str],
                  num_identities: int, temporal_layers: int = 1, prompt_layers: int = 2,
-                 prompt_alpha: float = 0.1, drop_path_rate: float = 0.0, backend: str = "sdpa") -> None:
+                 prompt_alpha: float = 0.1, drop_path_rate: float = 0.0, backend: str = "sdpa",
+                 input_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.num_frames = num_frames
+        self.input_encoder = input_encoder
         self.visual = VisionTransformer(
             width=size.width, layers=size.layers, heads=size.heads, patch_size=size.patch_size,
             image_size=image_size, embed_dim=size.embed_dim, drop_path_rate=drop_path_rate,
@@ -98,7 +100,8 @@ class MSPNet(nn.Module):
 
     def new_modules(self) -> list[nn.Module]:
         """Modules trained from scratch (CFSA messages, IFNS mix, temporal, prompt, identity head)."""
-        return self.visual.new_modules() + [self.temporal, self.prompt, self.id_head]
+        extra = [self.input_encoder] if self.input_encoder is not None else []
+        return self.visual.new_modules() + [self.temporal, self.prompt, self.id_head] + extra
 
     def new_parameter_names(self) -> set[str]:
         """State-dict names of the parameters of :meth:`new_modules`."""
@@ -167,6 +170,8 @@ class MSPNet(nn.Module):
 
     def _encode(self, clips: Tensor) -> tuple[Tensor, Tensor]:
         """clips [B, T, 3, H, W] -> (video feature [B, E], patch tokens [B, T, N, d])."""
+        if self.input_encoder is not None:
+            clips = self.input_encoder(clips)  # [B, T, 2, 3, H, W] -> [B, T, 3, H, W]
         batch, frames = clips.shape[:2]
         cls, patches = self.visual(clips.flatten(0, 1), frames)
         video = self.temporal(cls.unflatten(0, (batch, frames)))

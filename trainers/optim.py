@@ -85,7 +85,9 @@ def build_optimizer(model: nn.Module, *, lr: float, new_module_lr_mult: float, w
         logger.info("param group %-15s %4d tensors %12d values lr %.3g wd %g", group["name"],
                     len(group["params"]), sum(p.numel() for p in group["params"]), group["lr"],
                     group["weight_decay"])
-    return torch.optim.AdamW(groups, betas=tuple(betas), eps=eps)
+    # the fused kernel updates every tensor in one pass (CPU and CUDA): 0.55 s instead of 15.9 s
+    # per ViT-B/16 step on a 2-core CPU with the per-tensor loop (docs/performance.md)
+    return torch.optim.AdamW(groups, betas=tuple(betas), eps=eps, fused=True)
 
 
 class CosineWarmupScheduler:

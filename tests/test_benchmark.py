@@ -1,0 +1,59 @@
+"""tools/benchmark.py on a tiny config: the JSON schema, consistent figures, exact memory tracking."""
+import json
+
+import torch
+
+from tools import benchmark
+
+TINY = ["DATA.SYNTHETIC.SIZE", "32", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SYNTHETIC.NUM_ACTIONS", "2",
+        "DATA.SYNTHETIC.NUM_PERFORMERS", "2", "DATA.SYNTHETIC.NUM_SETUPS", "2",
+        "DATA.SYNTHETIC.NUM_CAMERAS", "1", "DATA.SYNTHETIC.NUM_REPLICATIONS", "1",
+        "DATA.INPUT_SIZE", "16", "DATA.NUM_FRAMES", "4", "MODEL.CUSTOM.LAYERS", "1",
+        "MODEL.CUSTOM.TEXT_LAYERS", "1", "TEST.NUM_CLIP", "1"]
+
+
+def test_benchmark_json_schema(tmp_path):
+    out = tmp_path / "bench.json"
+    opts = TINY + ["DATA.SYNTHETIC.CACHE", str(tmp_path / "cache")]
+    assert benchmark.main(["--what", "all", "--json", str(out), "--reps", "1", "--warmup", "0",
+                           "--batch-size", "2", "--data-clips", "2", "--peak-sizes", "64",
+                           "--opts", *opts]) == 0
+    result = json.loads(out.read_text())
+    assert result["dtype"] == "fp32" and result["device"]
+    train = result["train"]
+    for key in ("step_s", "clips_per_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu",
+                "peak_mem_bytes", "act_bytes", "step_peak_bytes"):
+        assert train[key] > 0, key
+    assert abs(train["clips_per_s"] - 2 / train["step_s"]) < 1e-6 * train["clips_per_s"]
+    assert abs(train["mfu"] - train["achieved_flops"] / train["peak_flops"]) < 1e-9
+    assert abs(train["achieved_flops"] - train["flops_per_step"] / train["step_s"]) < 1e-6 * train["achieved_flops"]
+    ckpt = result["checkpointing"]
+    assert ckpt["on"]["act_bytes"] < ckpt["off"]["act_bytes"]  # recomputed blocks keep less
+    assert result["eval"]["clips_per_s"] > 0
+    for backend in ("math", "sdpa"):
+        assert result["attention"][backend]["fwd_bwd_s"] > 0
+    assert "available" in result["attention"]["triton"]
+    for layout in ("video", "frames", "precomputed", "packed", "jpeg_baseline"):
+        assert result["data"][layout]["clips_per_s"] > 0, layout
+    assert result["data"]["ratios"]["packed_over_precomputed"] > 0
+
+
+def test_flop_count_includes_cpu_fused_attention():
+    q = torch.randn(2, 3, 5, 8, requires_grad=True)
+    k = torch.randn(2, 3, 6, 8, requires_grad=True)
+    v = torch.randn(2, 3, 6, 8, requires_grad=True)
+    forward = 2 * (2 * 3 * 5 * 6 * 8) * 2  # q k^T and p v: 2 FLOPs per multiply-add
+    flops = benchmark.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert flops == forward
+
+
+def test_live_tensor_memory_is_exact():
+    x = torch.randn(100, 100, requires_grad=True)  # 40 000 bytes, created outside: not counted
+    tracker = benchmark.LiveTensorMemory()
+    with tracker:
+        y = (x * 2).relu()  # x * 2 is freed once relu has run; relu's output is kept for backward
+        assert tracker.current == 40_000 and tracker.peak == 80_000
+        loss = y.sum()
+        loss.backward()
+        del y, loss
+        assert tracker.current == 40_000  # x.grad

@@ -1,0 +1,782 @@
+"""Measures training, evaluation, data loading and attention speed of a config, side by side.
+
+Every figure comes from this one run on this one device: the train step (forward, backward and
+optimizer step; median over ``--reps`` after ``--warmup``), its FLOPs counted by
+``torch.utils.flop_counter``, the dense matmul peak of the same device and dtype (large square
+matmuls), model FLOP utilisation (achieved / peak), memory, activation checkpointing on and off,
+``torch.compile`` on and off, evaluation throughput, per-worker data-loading speed of every
+storage layout (video, frames, precomputed fd/avg JPEGs, packed) against a plain opencv JPEG
+read, and the attention backends on the model's frame-attention shapes.
+
+Example::
+
+    python tools/benchmark.py --what all --json bench_demo.json
+    python tools/benchmark.py --what train --opts MODEL.ARCH ViT-B/16 DATA.INPUT_SIZE 224 \\
+        TRAIN.PRECISION bf16 --batch-size 1 --reps 3 --json vitb16_bf16.json
+
+Memory on CPU: ``peak_mem_bytes`` is the process peak RSS (``getrusage``); the per-step figures
+(``act_bytes``: tensors alive at the end of the forward pass, i.e. what autograd keeps for the
+backward; ``step_peak_bytes``: the peak of tensors allocated during one step) are tracked
+exactly by a dispatch mode that follows every tensor storage the step creates. On CUDA the same
+figures come from the caching allocator's counters.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from yacs.config import CfgNode
+
+from datasets.dataset import ClipDataset
+from datasets.ifns import GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX
+from datasets.ntu import load_class_names
+from datasets.packed import PackedOpener, PackedWriter
+from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from models import build_model, clip_size
+from models.attention import Attention
+from trainers.optim import build_optimizer
+from trainers.precision import PRECISION_DTYPES, autocast_context
+from utils.config import load_config, resolve_path
+from utils.errors import USER_ERROR_EXIT_CODE, UserError
+from utils.logger import setup_logging
+
+logger = logging.getLogger(__name__)
+
+SECTIONS = ("train", "checkpointing", "compile", "eval", "data", "attention", "all")
+PEAK_SIZES = (2048, 4096)  # square matmul sides of the peak measurement (best median wins)
+PEAK_REPS = 3
+CHECKPOINT_BATCH = 4  # batch of the activation-checkpointing comparison
+SOURCE_TO_INPUT = 8 / 7  # synthetic frame side / input side for large inputs (256 px for 224)
+DATA_CLIPS = 8  # clips per data-layout measurement
+SYNTHETIC_SMALL = {"NUM_ACTIONS": 4, "NUM_PERFORMERS": 2, "NUM_SETUPS": 2, "NUM_CAMERAS": 1,
+                   "NUM_REPLICATIONS": 1}  # the small synthetic set made for large inputs
+PRECOMPUTED_JPEG_QUALITY = 95
+PROFILE_ROWS = 15
+COMPILE_WARMUP = 2  # steps after the first before timing (a guard change may recompile once)
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul",
+              "aten::baddbmm", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution")
+ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+                 "aten::_scaled_dot_product_flash_attention",
+                 "aten::_scaled_dot_product_efficient_attention",
+                 "aten::_scaled_dot_product_cudnn_attention")
+
+COPY_OPS = ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::fill_",
+            "aten::zero_")
+OPTIMIZER_VARIANTS = ("for-loop", "foreach", "fused")  # torch.optim.AdamW implementations
+
+
+# ----------------------------------------------------------------------------- timing, memory
+def synchronize(device: torch.device) -> None:
+    """Waits for queued device work (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int) -> list[float]:
+    """Seconds of each of ``reps`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_call_cpu(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Like :func:`time_call`, also returning the process CPU seconds (all threads) of each call.
+
+    On a shared CPU, wall time grows with the other jobs' load while the CPU time of this process
+    stays close to the work done, so ratios of CPU times (MFU on CPU) survive a busy machine.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    walls, cpus = [], []
+    for _ in range(reps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        synchronize(device)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return walls, cpus
+
+
+class LiveTensorMemory(TorchDispatchMode):
+    """Tracks the bytes of tensor storages created under it and still alive (and their peak).
+
+    Works on every device (it follows storages through weak references), so it gives CPU runs the
+    allocation figures that ``torch.cuda.max_memory_allocated`` gives on CUDA.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def reset_peak(self) -> None:
+        """Restarts the peak at the current live bytes."""
+        self.peak = self.current
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor) or tensor.is_meta:
+                continue
+            storage = tensor.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if key and nbytes and key not in self.live:
+                self.live[key] = nbytes
+                self.current += nbytes
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(storage, self._free, key)
+        return out
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, sizes: tuple[int, ...] = PEAK_SIZES,
+                        reps: int = PEAK_REPS) -> dict:
+    """Dense matmul FLOP/s of square ``n x n`` products: the best median over ``sizes``.
+
+    Returns:
+        ``{"flops": best, "by_size": {n: flops}}``.
+    """
+    by_size, by_size_cpu = {}, {}
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        walls, cpus = time_call_cpu(lambda: torch.mm(a, b), device, reps, warmup=1)
+        by_size[str(n)] = 2.0 * n ** 3 / statistics.median(walls)
+        by_size_cpu[str(n)] = 2.0 * n ** 3 / statistics.median(cpus)
+        logger.info("matmul peak %s %dx%d: %.1f GFLOP/s (%.1f GFLOP per CPU-second)",
+                    str(dtype).replace("torch.", ""), n, n, by_size[str(n)] / 1e9, by_size_cpu[str(n)] / 1e9)
+    return {"flops": max(by_size.values()), "by_size": by_size,
+            "flops_per_cpu_s": max(by_size_cpu.values()), "by_size_per_cpu_s": by_size_cpu}
+
+
+# ----------------------------------------------------------------------------- model steps
+class TrainStep:
+    """One training step (forward, loss, backward, optimizer step) on a fixed random batch.
+
+    Args:
+        model: the model (on ``device``).
+        batch_size: clips per step.
+        cfg: experiment config (input shape, labels, optimizer, precision).
+        device: device of the run.
+    """
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, cfg: CfgNode, device: torch.device) -> None:
+        generator = torch.Generator().manual_seed(cfg.SEED)
+        data = cfg.DATA
+        shape = (batch_size, data.NUM_FRAMES, 3, data.INPUT_SIZE, data.INPUT_SIZE)
+        self.clips = torch.randn(shape, generator=generator).to(device)  # [B, T, 3, S, S]
+        self.labels = torch.randint(data.NUM_CLASSES, (batch_size,), generator=generator).to(device)
+        self.identities = torch.randint(data.NUM_IDENTITIES, (batch_size,), generator=generator).to(device)
+        self.model = model
+        self.precision = cfg.TRAIN.PRECISION
+        self.device = device
+        train = cfg.TRAIN
+        self.optimizer = build_optimizer(model, lr=train.LR, new_module_lr_mult=train.NEW_MODULE_LR_MULT,
+                                         weight_decay=train.WEIGHT_DECAY, betas=tuple(train.BETAS),
+                                         eps=train.EPS)
+
+    def forward_loss(self) -> torch.Tensor:
+        """Forward pass and loss under the configured autocast."""
+        with autocast_context(self.precision, self.device):
+            action, identity = self.model(self.clips)
+        return F.cross_entropy(action.float(), self.labels) + F.cross_entropy(identity.float(), self.identities)
+
+    def forward_backward(self) -> None:
+        """Forward and backward (what the FLOP count covers)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.forward_loss().backward()
+
+    def __call__(self) -> None:
+        self.forward_backward()
+        self.optimizer.step()
+
+
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# FlopCounterMode counts the CUDA fused attention kernels but not the CPU one: same formulas
+CPU_SDPA_FLOP_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops,
+}
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``fn`` counted by ``FlopCounterMode`` (matmuls, convolutions, attention)."""
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOP_FORMULAS)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def step_memory(step: TrainStep) -> dict:
+    """Activation bytes (alive after the forward) and peak bytes of one training step."""
+    device = step.device
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step.optimizer.zero_grad(set_to_none=True)
+        loss = step.forward_loss()
+        synchronize(device)
+        act = torch.cuda.memory_allocated(device) - base
+        loss.backward()
+        step.optimizer.step()
+        synchronize(device)
+        return {"act_bytes": int(act), "step_peak_bytes": int(torch.cuda.max_memory_allocated(device) - base)}
+    step.optimizer.zero_grad(set_to_none=True)
+    tracker = LiveTensorMemory()
+    with tracker:
+        loss = step.forward_loss()
+        act = tracker.current
+        loss.backward()
+        del loss
+        step.optimizer.step()
+    return {"act_bytes": int(act), "step_peak_bytes": int(tracker.peak)}
+
+
+def profile_step(step: TrainStep, rows: int = PROFILE_ROWS) -> dict:
+    """Where the time of one forward+backward goes: top ops by self time and a summary by kind
+    (the optimizer step is timed apart: ``train.optimizer_step_s``)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if step.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        step.forward_backward()
+        synchronize(step.device)
+    averages = prof.key_averages()
+    use_cuda = step.device.type == "cuda"
+
+    def self_us(event) -> float:
+        return event.self_device_time_total if use_cuda else event.self_cpu_time_total
+
+    total = sum(self_us(e) for e in averages) or 1.0
+    table = sorted(averages, key=self_us, reverse=True)[:rows]
+    kinds = {"matmul": 0.0, "attention": 0.0, "copy": 0.0, "other": 0.0}
+    for event in averages:
+        name = event.key
+        if name in MATMUL_OPS:
+            kinds["matmul"] += self_us(event)
+        elif name in ATTENTION_OPS:
+            kinds["attention"] += self_us(event)
+        elif name in COPY_OPS:
+            kinds["copy"] += self_us(event)
+        else:
+            kinds["other"] += self_us(event)
+    return {
+        "total_self_ms": total / 1e3,
+        "by_kind_pct": {k: round(100.0 * v / total, 1) for k, v in kinds.items()},
+        "top_ops": [{"op": e.key, "self_ms": round(self_us(e) / 1e3, 2), "calls": e.count,
+                     "pct": round(100.0 * self_us(e) / total, 1)} for e in table],
+    }
+
+
+def time_optimizer_variants(optimizer: torch.optim.Optimizer, device: torch.device, reps: int) -> dict:
+    """Seconds per AdamW step of each implementation on the same parameter groups and gradients.
+
+    The parameters move a little with each timed step; their values do not matter here.
+    """
+    result = {}
+    for variant in OPTIMIZER_VARIANTS:
+        flags = {"foreach": variant == "foreach", "fused": variant == "fused"}
+        groups = [{k: v for k, v in group.items() if k not in ("foreach", "fused")}
+                  for group in optimizer.param_groups]
+        try:
+            candidate = torch.optim.AdamW(groups, **flags)
+            times = time_call(candidate.step, device, reps, warmup=1)
+        except (RuntimeError, ValueError) as exc:  # an implementation this device lacks
+            result[variant] = {"error": str(exc).splitlines()[0]}
+            continue
+        result[variant] = {"step_s": statistics.median(times)}
+        logger.info("optimizer AdamW %s: %.3f s per step", variant, result[variant]["step_s"])
+    return result
+
+
+def make_model(cfg: CfgNode, device: torch.device) -> torch.nn.Module:
+    """The configured model on ``device`` (random init unless MODEL.PRETRAINED names a file)."""
+    class_names = load_class_names(resolve_path(cfg.DATA.LABEL_LIST), cfg.DATA.NUM_CLASSES)
+    return build_model(cfg, class_names).to(device)
+
+
+def bench_train(cfg: CfgNode, device: torch.device, args: argparse.Namespace) -> dict:
+    """Train-step time, FLOPs, MFU, memory (and a profile with ``--profile``)."""
+    batch = args.batch_size or cfg.TRAIN.BATCH_SIZE
+    precision = cfg.TRAIN.PRECISION
+    peak = measure_matmul_peak(device, PRECISION_DTYPES[precision], tuple(args.peak_sizes))
+    model = make_model(cfg, device).train()
+    step = TrainStep(model, batch, cfg, device)
+    logger.info("train: %s %s, batch %d, T=%d, %d px, %s", cfg.MODEL.ARCH, precision, batch,
+                cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE, device)
+    times, cpu_times = time_call_cpu(step, device, args.reps, args.warmup)
+    step_s = statistics.median(times)
+    flops = count_flops(step.forward_backward)
+    opt_times = time_call(step.optimizer.step, device, args.reps, warmup=0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    memory = step_memory(step)
+    peak_mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
+    achieved = flops / step_s
+    text_cached = not any(p.requires_grad for p in model.transformer.parameters())
+    result = {
+        "batch_size": batch, "step_s": step_s, "step_times_s": times, "clips_per_s": batch / step_s,
+        "flops_per_step": flops, "achieved_flops": achieved, "peak_flops": peak["flops"],
+        "peak_flops_by_size": peak["by_size"], "mfu": achieved / peak["flops"],
+        "step_cpu_s": statistics.median(cpu_times),
+        "mfu_cpu_time": flops / statistics.median(cpu_times) / peak["flops_per_cpu_s"],
+        "optimizer_step_s": statistics.median(opt_times), "peak_mem_bytes": int(peak_mem),
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "text_cached": text_cached, **memory,
+    }
+    logger.info("train: %.3f s/step, %.2f clips/s, %.1f GFLOP/step, %.1f GFLOP/s achieved, peak "
+                "%.1f GFLOP/s, MFU %.1f%% (by CPU time %.1f%%)", step_s, batch / step_s, flops / 1e9,
+                achieved / 1e9, peak["flops"] / 1e9, 100 * result["mfu"], 100 * result["mfu_cpu_time"])
+    if args.profile:
+        result["optimizer_variants"] = time_optimizer_variants(step.optimizer, device, args.reps)
+        result["profile"] = profile_step(step)
+        logger.info("train profile by kind (%% of self time): %s", result["profile"]["by_kind_pct"])
+    return result
+
+
+def bench_checkpointing(cfg: CfgNode, device: torch.device, args: argparse.Namespace) -> dict:
+    """Activation checkpointing off vs on at batch CHECKPOINT_BATCH: step time and memory."""
+    model = make_model(cfg, device).train()
+    step = TrainStep(model, CHECKPOINT_BATCH, cfg, device)
+    result = {"batch_size": CHECKPOINT_BATCH}
+    for name, enabled in (("off", False), ("on", True)):
+        model.set_grad_checkpointing(enabled)
+        times = time_call(step, device, args.reps, args.warmup)
+        result[name] = {"step_s": statistics.median(times), **step_memory(step)}
+        logger.info("checkpointing %s: %.3f s/step, activations %.1f MB, step peak %.1f MB", name,
+                    result[name]["step_s"], result[name]["act_bytes"] / 1e6,
+                    result[name]["step_peak_bytes"] / 1e6)
+    result["act_ratio"] = result["on"]["act_bytes"] / max(result["off"]["act_bytes"], 1)
+    result["step_peak_ratio"] = result["on"]["step_peak_bytes"] / max(result["off"]["step_peak_bytes"], 1)
+    result["time_ratio"] = result["on"]["step_s"] / result["off"]["step_s"]
+    return result
+
+
+def bench_compile(cfg: CfgNode, device: torch.device, args: argparse.Namespace) -> dict:
+    """``torch.compile`` off vs on: train-step time (compile time reported apart)."""
+    batch = args.batch_size or cfg.TRAIN.BATCH_SIZE
+    result = {"batch_size": batch}
+    for name in ("off", "on"):
+        torch.manual_seed(cfg.SEED)
+        model = make_model(cfg, device).train()
+        step = TrainStep(model, batch, cfg, device)
+        if name == "on":
+            torch._dynamo.reset()
+            step.model = torch.compile(model)
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        first = time.perf_counter() - start
+        times = time_call(step, device, args.reps, max(args.warmup, COMPILE_WARMUP))
+        result[name] = {"step_s": statistics.median(times), "first_step_s": first}
+        logger.info("compile %s: %.3f s/step (first step %.1f s)", name, result[name]["step_s"], first)
+    result["speedup"] = result["off"]["step_s"] / result["on"]["step_s"]
+    return result
+
+
+def bench_eval(cfg: CfgNode, device: torch.device, args: argparse.Namespace) -> dict:
+    """Evaluation forward (no grad, autocast) clips/s at TEST.BATCH_SIZE single-view clips."""
+    batch = args.batch_size or cfg.TEST.BATCH_SIZE
+    model = make_model(cfg, device).eval()
+    data = cfg.DATA
+    clips = torch.randn(batch, data.NUM_FRAMES, 3, data.INPUT_SIZE, data.INPUT_SIZE, device=device)
+
+    def forward() -> None:
+        with torch.inference_mode(), autocast_context(cfg.TRAIN.PRECISION, device):
+            model(clips)
+
+    times = time_call(forward, device, args.reps, args.warmup)
+    step_s = statistics.median(times)
+    logger.info("eval: %.3f s per batch of %d, %.2f clips/s", step_s, batch, batch / step_s)
+    return {"batch_size": batch, "step_s": step_s, "clips_per_s": batch / step_s}
+
+
+# ----------------------------------------------------------------------------- attention
+def bench_attention(cfg: CfgNode, device: torch.device, args: argparse.Namespace) -> dict:
+    """Frame attention with the message token (the CFSA hot path) per backend, forward+backward."""
+    size = clip_size(cfg)
+    batch = args.batch_size or cfg.TRAIN.BATCH_SIZE
+    tokens = 1 + (cfg.DATA.INPUT_SIZE // size.patch_size) ** 2
+    n = batch * cfg.DATA.NUM_FRAMES
+    shapes = {"sequences": n, "tokens": tokens, "width": size.width, "heads": size.heads}
+    result: dict[str, Any] = {"shape": shapes}
+    generator = torch.Generator().manual_seed(cfg.SEED)
+    x = torch.randn(n, tokens, size.width, generator=generator).to(device).requires_grad_()
+    extra = torch.randn(n, 1, size.width, generator=generator).to(device).requires_grad_()
+    for backend in ("math", "sdpa", "triton"):
+        if backend == "triton" and not triton_available(device):
+            result[backend] = {"available": False}
+            logger.info("attention triton: not available on %s", device)
+            continue
+        torch.manual_seed(cfg.SEED)
+        attention = Attention(size.width, size.heads, backend=backend).to(device)
+
+        def forward() -> torch.Tensor:
+            with autocast_context(cfg.TRAIN.PRECISION, device):
+                return attention(x, extra=extra)
+
+        def forward_backward() -> None:
+            forward().float().sum().backward()
+
+        fwd = time_call(forward, device, args.reps, args.warmup)
+        fwd_bwd = time_call(forward_backward, device, args.reps, args.warmup)
+        result[backend] = {"available": True, "fwd_s": statistics.median(fwd),
+                           "fwd_bwd_s": statistics.median(fwd_bwd)}
+        logger.info("attention %s: forward %.2f ms, forward+backward %.2f ms", backend,
+                    1e3 * result[backend]["fwd_s"], 1e3 * result[backend]["fwd_bwd_s"])
+    return result
+
+
+def triton_available(device: torch.device) -> bool:
+    """Whether the project's Triton kernel can run on ``device``."""
+    try:
+        from models import triton_attention
+    except ImportError:
+        return False
+    return bool(triton_attention.is_available(device))
+
+
+# ----------------------------------------------------------------------------- data
+def data_config(cfg: CfgNode) -> CfgNode:
+    """The config the data benchmark reads: for synthetic data and inputs larger than the
+    synthetic frames, a small synthetic set at ``INPUT_SIZE * 8/7`` (256 px for 224)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    syn = cfg.DATA.SYNTHETIC
+    if not cfg.DATA.ROOT and syn.ENABLED and syn.SIZE < cfg.DATA.INPUT_SIZE:
+        syn.SIZE = int(round(cfg.DATA.INPUT_SIZE * SOURCE_TO_INPUT))
+        for key, value in SYNTHETIC_SMALL.items():
+            syn[key] = value
+    cfg.freeze()
+    return cfg
+
+
+def _open_frames(name: str, root: Path) -> FrameFolderClip:
+    return FrameFolderClip(root / name, name)
+
+
+def _open_video(name: str, root: Path, ext: str, backend: str = "auto") -> VideoClip:
+    return VideoClip(root / f"{name}{ext}", name, backend=backend)
+
+
+def _open_precomputed(name: str, root: Path) -> PrecomputedClip:
+    return PrecomputedClip(root / "fd" / name, root / "avg" / name, name)
+
+
+def source_openers(cfg: CfgNode) -> tuple[dict[str, Callable], list[str]]:
+    """Openers of the layouts the config's data has (synthetic: video and frames) and the names."""
+    from datasets.loader import build_datasets
+
+    splits = build_datasets(cfg)
+    names = splits.train.names + splits.val.names
+    if splits.synthetic_root is not None:
+        source = splits.synthetic_root / cfg.DATA.SYNTHETIC.SOURCE
+        videos = source / "videos"
+        openers = {"video": functools.partial(_open_video, root=videos, ext=".mp4"),
+                   "video_opencv": functools.partial(_open_video, root=videos, ext=".mp4", backend="opencv"),
+                   "frames": functools.partial(_open_frames, root=source / "frames")}
+    else:
+        openers = {cfg.DATA.LAYOUT: splits.train.opener}
+    return openers, names
+
+
+def write_precomputed(opener: Callable, names: list[str], out: Path, stride: int) -> None:
+    """Writes the precomputed fd/avg JPEG layout (``out/fd/<name>/<i>.jpg``, ``out/avg/...``)."""
+    for name in names:
+        clip = opener(name)
+        gray = clip.read(np.arange(clip.num_frames), gray=True).astype(np.float32)  # [N, H, W]
+        frame = np.arange(clip.num_frames)
+        fd = np.abs(gray - gray[np.clip(frame - stride, 0, None)])
+        window = np.clip(frame[:, None] - np.arange(stride)[None, :], 0, None)  # [N, k]
+        avg = gray[window].mean(axis=1)
+        for plane, values in (("fd", fd), ("avg", avg)):
+            folder = out / plane / name
+            folder.mkdir(parents=True)
+            for i, image in enumerate(np.rint(values).astype(np.uint8)):
+                cv2.imwrite(str(folder / f"{i}.jpg"), image,
+                            [cv2.IMWRITE_JPEG_QUALITY, PRECOMPUTED_JPEG_QUALITY])
+
+
+def write_packed(opener: Callable, names: list[str], out: Path) -> None:
+    """Writes a packed store of ``names`` (see tools/pack_dataset.py)."""
+    from tools.pack_dataset import decode_gray
+
+    with PackedWriter(out) as writer:
+        for name in names:
+            writer.add(name, decode_gray(opener(name)))
+
+
+def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable) -> ClipDataset:
+    """A deterministic single-view dataset (centre crop, centre frames) over ``names``."""
+    data = cfg.DATA
+    return ClipDataset(names=names, opener=opener, train=False, num_frames=data.NUM_FRAMES,
+                       fd_stride=data.FD_STRIDE, input_size=data.INPUT_SIZE,
+                       scales=list(cfg.AUG.SCALES), flip=False, color_jitter=0.0, num_clip=1,
+                       num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False)
+
+
+def jpeg_baseline_item(root: Path, name: str, indices: np.ndarray, size: int) -> np.ndarray:
+    """A plain opencv read of the 3T precomputed JPEGs of one clip (gray decode), centre square
+    crop resized to ``size`` (bilinear, skipped when the crop has the size already) and the CLIP
+    normalisation as one multiply-add: the floor the precomputed reader is compared with."""
+    files = [root / "fd" / name / f"{int(i)}.jpg" for i in np.clip(indices - 1, 0, None)]
+    files += [root / "fd" / name / f"{int(i)}.jpg" for i in indices]
+    files += [root / "avg" / name / f"{int(i)}.jpg" for i in indices]
+    images = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    height, width = images[0].shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crops = [im[top:top + side, left:left + side] for im in images]
+    if side != size:
+        crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
+    out = np.stack(crops)  # [3T, S, S]
+    planes = out.reshape(3, len(indices), size, size).transpose(1, 0, 2, 3)  # [T, 3, S, S]
+    return planes.astype(np.float32) * np.float32(GRAY_SCALE / PIXEL_MAX) - np.float32(GRAY_OFFSET)
+
+
+def planes_uint8(gray: np.ndarray, frame_ids: np.ndarray, indices: np.ndarray, stride: int,
+                 num_frames: int) -> np.ndarray:
+    """The proposed IFNS planes kernel: |differences| in uint8 (exact), the k-frame sum in uint16,
+    written once into the normalised float32 output [T, 3, H, W] (same values as
+    ``normalize_planes(ifns_planes(gray.astype(float32), ...))`` to float rounding)."""
+    def at(frame: np.ndarray) -> np.ndarray:
+        return np.searchsorted(frame_ids, np.clip(frame, 0, num_frames - 1))
+
+    out = np.empty((len(indices), 3) + gray.shape[1:], np.float32)  # [T, 3, H, W]
+    for t, (a, b, c, d) in enumerate(zip(at(indices - 1), at(indices - 1 - stride), at(indices),
+                                         at(indices - stride))):
+        out[t, 0] = cv2.absdiff(gray[a], gray[b])
+        out[t, 1] = cv2.absdiff(gray[c], gray[d])
+    window = at(indices[:, None] - np.arange(stride)[None, :])  # [T, k]
+    out[:, 2] = gray[window].sum(axis=1, dtype=np.uint16)
+    scale = np.float32(GRAY_SCALE / PIXEL_MAX)
+    out[:, :2] *= scale
+    out[:, 2] *= scale / np.float32(stride)
+    out -= np.float32(GRAY_OFFSET)
+    return out
+
+
+def bench_stages(cfg: CfgNode, frames: np.ndarray, reps: int) -> dict:
+    """Milliseconds per clip of the derived pipeline's stages after decoding, current vs proposed,
+    on the uint8 gray frames [U, H, W] of one clip (test view: centre crop, centre frames)."""
+    from datasets.ifns import ifns_planes, normalize_planes
+
+    size, stride, count = cfg.DATA.INPUT_SIZE, cfg.DATA.FD_STRIDE, len(frames)
+    indices = clip_dataset(cfg, [], None).frame_indices(count, None)[0]  # centre frames [T]
+    frame_ids = np.arange(count)
+    side = min(frames.shape[1:])
+    top, left = (frames.shape[1] - side) // 2, (frames.shape[2] - side) // 2
+    crops = [np.ascontiguousarray(f[top:top + side, left:left + side]) for f in frames]
+    resized = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+    stages = {
+        "resize_area": lambda: [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops],
+        "resize_linear": lambda: [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops],
+        "planes_float": lambda: normalize_planes(ifns_planes(resized.astype(np.float32), frame_ids,
+                                                             indices, stride, count)),
+        "planes_uint8": lambda: planes_uint8(resized, frame_ids, indices, stride, count),
+    }
+    result = {name: 1e3 * statistics.median(time_call(fn, torch.device("cpu"), reps, 1))
+              for name, fn in stages.items()}
+    reference = normalize_planes(ifns_planes(resized.astype(np.float32), frame_ids, indices, stride, count))
+    result["planes_uint8_max_abs_diff"] = float(np.abs(planes_uint8(resized, frame_ids, indices, stride,
+                                                                    count) - reference).max())
+    return {"frames": count, "ms_per_clip": result}
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Runs the block as a loader worker does: one torch and one opencv thread."""
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+
+
+def time_items(load: Callable[[int], Any], count: int, reps: int) -> float:
+    """Items per second of ``load(i)`` over ``count`` items, best of ``reps`` passes (after one)."""
+    load(0)
+    passes = []
+    for _ in range(max(reps, 1)):
+        start = time.perf_counter()
+        for i in range(count):
+            load(i)
+        passes.append(time.perf_counter() - start)
+    return count / statistics.median(passes)
+
+
+def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
+    """Per-worker clips/s of every storage layout over the same clips, and the JPEG baseline."""
+    cfg = data_config(cfg)
+    openers, all_names = source_openers(cfg)
+    names = all_names[:args.data_clips]
+    source = openers.get("frames", next(iter(openers.values())))
+    result: dict[str, Any] = {"clips": len(names), "input_size": cfg.DATA.INPUT_SIZE,
+                              "num_frames": cfg.DATA.NUM_FRAMES, "source_frames": source(names[0]).num_frames}
+    with tempfile.TemporaryDirectory(prefix="lps_bench_") as tmp:
+        start = time.perf_counter()
+        write_precomputed(source, names, Path(tmp) / "precomputed", cfg.DATA.FD_STRIDE)
+        write_packed(source, names, Path(tmp) / "packed")
+        logger.info("data: wrote precomputed and packed stores of %d clips in %.1f s", len(names),
+                    time.perf_counter() - start)
+        layouts = dict(openers)
+        layouts["precomputed"] = functools.partial(_open_precomputed, root=Path(tmp) / "precomputed")
+        layouts["packed"] = PackedOpener(Path(tmp) / "packed")
+        frame_height = source(names[0]).read(np.array([0]), gray=True).shape[1:]
+        result["frame_size"] = list(frame_height)
+        with single_thread():
+            for layout, opener in layouts.items():
+                dataset = clip_dataset(cfg, names, opener)
+                rate = time_items(dataset.load, len(names), args.reps)
+                result[layout] = {"clips_per_s": rate, "ms_per_clip": 1e3 / rate}
+                logger.info("data %-12s %8.1f clips/s per worker (%.2f ms per clip)", layout, rate, 1e3 / rate)
+            dataset = clip_dataset(cfg, names, layouts["precomputed"])
+            indices = [dataset.frame_indices(dataset.opener(n).num_frames, None)[0] for n in names]
+            root = Path(tmp) / "precomputed"
+            rate = time_items(lambda i: jpeg_baseline_item(root, names[i], indices[i], cfg.DATA.INPUT_SIZE),
+                              len(names), args.reps)
+            result["jpeg_baseline"] = {"clips_per_s": rate, "ms_per_clip": 1e3 / rate}
+            logger.info("data %-12s %8.1f clips/s per worker (%.2f ms per clip)", "jpeg_baseline",
+                        rate, 1e3 / rate)
+            clip = source(names[0])
+            result["stages"] = bench_stages(cfg, clip.read(np.arange(clip.num_frames), gray=True), args.reps)
+            logger.info("data stages (ms per clip): %s", result["stages"]["ms_per_clip"])
+    base = result["precomputed"]["clips_per_s"]
+    result["ratios"] = {f"{layout}_over_precomputed": result[layout]["clips_per_s"] / base
+                        for layout in ("video", "video_opencv", "frames", "packed") if layout in result}
+    result["ratios"]["precomputed_over_jpeg_baseline"] = base / result["jpeg_baseline"]["clips_per_s"]
+    return result
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None, help="experiment YAML (default: the demo)")
+    parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
+    parser.add_argument("--what", choices=SECTIONS, default="all",
+                        help="what to measure (all = every section; train includes the matmul peak)")
+    parser.add_argument("--json", required=True, help="file to write the results to")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="clips per train/eval step (0 = TRAIN.BATCH_SIZE / TEST.BATCH_SIZE)")
+    parser.add_argument("--data-clips", type=int, default=DATA_CLIPS, help="clips per data measurement")
+    parser.add_argument("--peak-sizes", type=int, nargs="+", default=list(PEAK_SIZES),
+                        help="square matmul sides of the peak measurement")
+    parser.add_argument("--profile", action="store_true", help="add a per-op profile of one train step")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --what all, also compare torch.compile (compiling takes minutes on CPU)")
+    parser.add_argument("--no-checkpointing", action="store_true",
+                        help="skip the activation-checkpointing comparison")
+    return parser.parse_args(argv)
+
+
+def write_json(path: str, results: dict) -> None:
+    """Writes ``results`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run(cfg: CfgNode, args: argparse.Namespace) -> dict:
+    """Runs the sections ``args.what`` asks for; returns the results."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.SEED)
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "dtype": cfg.TRAIN.PRECISION, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "arch": cfg.MODEL.ARCH, "input_size": cfg.DATA.INPUT_SIZE, "num_frames": cfg.DATA.NUM_FRAMES,
+        "attn_backend": cfg.MODEL.ATTN_BACKEND, "reps": args.reps, "warmup": args.warmup,
+    }
+    wanted = set(SECTIONS[:-1]) if args.what == "all" else {args.what}
+    if args.no_checkpointing:
+        wanted.discard("checkpointing")
+    if args.what == "all" and not args.compile:
+        wanted.discard("compile")
+    start = time.perf_counter()
+    if "train" in wanted:
+        results["train"] = bench_train(cfg, device, args)
+    if "checkpointing" in wanted:
+        results["checkpointing"] = bench_checkpointing(cfg, device, args)
+    if "compile" in wanted:
+        results["compile"] = bench_compile(cfg, device, args)
+    if "eval" in wanted:
+        results["eval"] = bench_eval(cfg, device, args)
+    if "attention" in wanted:
+        results["attention"] = bench_attention(cfg, device, args)
+    if "data" in wanted:
+        results["data"] = bench_data(cfg, args)
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(None)
+    try:
+        if (args.reps < 1 or args.warmup < 0 or args.batch_size < 0 or args.data_clips < 1
+                or min(args.peak_sizes) < 1):
+            raise UserError("--reps, --data-clips and --peak-sizes must be at least 1, --warmup "
+                            "and --batch-size not negative")
+        cfg = load_config(args.config, args.opts)
+        results = run(cfg, args)
+    except UserError as exc:
+        logger.error("%s", exc)
+        return USER_ERROR_EXIT_CODE
+    write_json(args.json, results)
+    logger.info("benchmark written to %s (%.1f s)", args.json, results["seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,505 @@
+"""Fresh-attacker privacy evaluation (the BDQ protocol): how much identity can an adversary learn?
+
+The adversary gets one of three things and trains a NEW identity classifier on it:
+
+- ``--target frames``: the degraded frames the sealed camera records (the data copy the config
+  reads: the LPS copy of the synthetic set, plus ``LPS.LEVEL`` on-the-fly film). Optionally
+  restored first by deconvolution with the known film PSF (``--restore wiener|richardson_lucy``).
+- ``--target planes``: the model input: the IFNS planes for ``MODEL.ENCODER ifns``, else the
+  baseline encoder's output (rgb / downsample / BDQ; BDQ's learned blur and bins come from
+  ``--resume`` when given).
+- ``--target features``: the frozen trained encoder's video features (``--resume`` required).
+
+Frame and plane attackers are timm image models trained on single frames from scratch (or from a
+local ``--weights`` file); a test video is classified by the softmax averaged over its T frames.
+Feature attackers are linear and MLP probes on the standardised video features.
+
+Split rule (documented in docs/privacy.md): inside every identity, videos of odd replication
+(R001, R003, ...) train the attacker and videos of even replication (R002, ...) test it, so no
+video is in both halves and the same people appear in both. Identities without a video in one of
+the halves are left out (and counted in the log). Every video of the configured data folder is
+used, whatever the action benchmark split.
+
+Writes ``<output>/privacy.json`` (accuracies in percent) and ``<output>/log.txt``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from datasets.ifns import ifns_planes, needed_frames, normalize_planes
+from datasets.loader import build_datasets
+from datasets.ntu import load_class_names, parse_name
+from datasets.readers import PrecomputedClip, to_gray
+from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR, restore_frames
+from datasets.rgb_input import degrade_rgb, pair_frames, rgb_pair_clip
+from datasets.sampling import eval_indices
+from datasets.transforms import crop_resize, eval_crop_boxes
+from models import build_model
+from models.encoders import build_input_encoder_from_config
+from trainers.checkpoint import load_checkpoint
+from utils.config import load_config, resolve_path
+from utils.errors import UserError
+from utils.logger import setup_logging
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("frames", "planes", "features")
+FRAME_ATTACKERS = {"resnet18": "resnet18", "resnet50": "resnet50", "vit_small": "vit_small_patch16_224"}
+FEATURE_ATTACKERS = ("linear", "mlp")
+FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
+FEATURE_EPOCHS = 200  # default epochs of a feature probe (full-batch, cheap)
+FRAME_LR = 1e-3
+FEATURE_LR = 1e-2
+WEIGHT_DECAY = 0.05
+FRAME_BATCH = 64
+MLP_HIDDEN = 256
+VIT_PATCH_DIVISOR = 8  # small inputs: ViT patch = side / 8 (64 tokens), 16 from 128 px up
+VIT_PATCH = 16
+SHIFT_PAD = 2  # random-translation augmentation of image attackers, pixels
+TOP_K = (1, 5)
+PERCENT = 100.0
+PIXEL_MAX = 255.0
+ENCODER_KEY = "input_encoder."  # state-dict prefix of the baseline encoder inside MSPNet
+STD_EPS = 1e-6  # feature standardisation guard
+SEED_STRIDE = 10 ** 15  # film-noise seed = SEED * SEED_STRIDE + sample number (15 digits)
+
+
+class AttackError(UserError):
+    """A bad combination of privacy-attack options; the message says what to change."""
+
+
+@dataclass
+class Split:
+    """The attacker's video split.
+
+    Args:
+        train: names of the attacker's training videos.
+        test: names of the held-out videos.
+        identities: sorted identity labels (P - 1) present in both halves.
+        dropped: identities left out because one half has none of their videos.
+    """
+
+    train: list[str]
+    test: list[str]
+    identities: list[int]
+    dropped: list[int]
+
+
+def _spread(items: list[str], limit: int) -> list[str]:
+    """At most ``limit`` items, evenly spaced over the sorted list (0 = all)."""
+    if limit <= 0 or len(items) <= limit:
+        return items
+    return [items[int(i * len(items) / limit)] for i in range(limit)]
+
+
+def split_by_replication(names: list[str], max_per_identity: int = 0) -> Split:
+    """Odd replications train, even replications test, inside every identity (see module doc).
+
+    Args:
+        names: NTU sample names.
+        max_per_identity: keep at most this many videos per identity in each half, evenly spaced
+            over the sorted names so setups, cameras and actions stay covered (0 = all).
+
+    Returns:
+        The split, restricted to identities that have videos in both halves.
+    """
+    halves: dict[int, tuple[list[str], list[str]]] = {}
+    for name in sorted(set(names)):
+        parsed = parse_name(name)
+        train, test = halves.setdefault(parsed.identity, ([], []))
+        (train if parsed.replication % 2 else test).append(parsed.name)
+    kept = sorted(i for i, (a, b) in halves.items() if a and b)
+    dropped = sorted(set(halves) - set(kept))
+    return Split(train=[n for i in kept for n in _spread(halves[i][0], max_per_identity)],
+                 test=[n for i in kept for n in _spread(halves[i][1], max_per_identity)],
+                 identities=kept, dropped=dropped)
+
+
+def film_level(cfg, override: int | None) -> int:
+    """The film level the adversary assumes: ``--level``, else LPS.LEVEL, else the synthetic one."""
+    if override is not None:
+        return override
+    if cfg.LPS.LEVEL:
+        return cfg.LPS.LEVEL
+    if not cfg.DATA.ROOT and cfg.DATA.SYNTHETIC.ENABLED and cfg.DATA.SYNTHETIC.SOURCE == "lps":
+        return cfg.DATA.SYNTHETIC.LPS_LEVEL
+    return 0
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How one video is read into the adversary's view.
+
+    Args:
+        num_frames: T frames per video (segment centres).
+        stride: difference stride k.
+        size: output side S.
+        lps_level: on-the-fly film simulation (LPS.LEVEL).
+        restore: none | wiener | richardson_lucy.
+        restore_level: film level of the PSF used to restore.
+        nsr: Wiener noise-to-signal ratio.
+        iterations: Richardson-Lucy iterations.
+        seed: base seed of the on-the-fly film noise.
+    """
+
+    num_frames: int
+    stride: int
+    size: int
+    lps_level: int
+    restore: str
+    restore_level: int
+    nsr: float
+    iterations: int
+    seed: int
+
+
+def read_video(clip, index: int, spec: InputSpec, planes: bool) -> np.ndarray:
+    """One video as the adversary sees it.
+
+    Args:
+        clip: an opened sample (:class:`datasets.readers.Clip`).
+        index: the video's position (seeds the film noise).
+        spec: the reading options.
+        planes: IFNS planes ``[T, 3, S, S]`` (True) or normalised RGB pairs ``[T, 2, 3, S, S]``.
+
+    Returns:
+        float32 array (CLIP-normalised).
+    """
+    if isinstance(clip, PrecomputedClip):
+        raise AttackError("DATA.LAYOUT precomputed holds no RGB frames; run the privacy attack on "
+                          "the video or frames layout")
+    n = clip.num_frames
+    indices = eval_indices(n, spec.num_frames, 1)[0]  # [T]
+    if planes:
+        frame_ids = needed_frames(indices, spec.stride, n)
+    else:
+        frame_ids, positions = pair_frames(indices, spec.stride, n)
+    generator = torch.Generator().manual_seed((spec.seed * SEED_STRIDE + index) % 2 ** 63)
+    rgb = degrade_rgb(clip.read(frame_ids, gray=False), spec.lps_level, generator)  # [U, H, W, 3]
+    if spec.restore != "none":
+        x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / PIXEL_MAX  # [U, 3, H, W]
+        x = restore_frames(x, spec.restore, spec.restore_level, spec.nsr, spec.iterations)
+        rgb = (x * PIXEL_MAX).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    box = eval_crop_boxes(rgb.shape[1], rgb.shape[2], 1)[0]
+    if not planes:
+        return rgb_pair_clip(rgb, positions, box, spec.size)
+    gray = crop_resize(to_gray(rgb), box, spec.size).astype(np.float32)  # [U, S, S]
+    return normalize_planes(ifns_planes(gray, frame_ids, indices, spec.stride, n))
+
+
+def _encoder_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    model = checkpoint.get("model", checkpoint)
+    return {k.split(ENCODER_KEY, 1)[1]: v for k, v in model.items() if ENCODER_KEY in k}
+
+
+def build_views(cfg, args: argparse.Namespace, split: Split, opener) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reads every video of the split into the attacker's input.
+
+    Args:
+        cfg: the experiment config.
+        args: the tool's arguments (target, restore, resume, batch size).
+        split: the attacker's split.
+        opener: opens a sample by name (the dataset's opener).
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: x is [N, T, 3, S, S] (frames, planes) or [N, E]
+        (features); y holds compact identity labels (positions in ``split.identities``).
+    """
+    level = film_level(cfg, args.level)
+    if args.restore != "none" and level == 0:
+        raise AttackError("--restore needs the film level: pass --level N or read LPS data "
+                          "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
+    spec = InputSpec(num_frames=cfg.DATA.NUM_FRAMES, stride=cfg.DATA.FD_STRIDE,
+                     size=cfg.DATA.INPUT_SIZE, lps_level=cfg.LPS.LEVEL, restore=args.restore,
+                     restore_level=level, nsr=args.nsr, iterations=args.rl_iterations, seed=cfg.SEED)
+    encoder_name = cfg.MODEL.ENCODER
+    use_planes = args.target != "frames" and encoder_name == "ifns"
+    transform = None
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    if args.target == "planes" and encoder_name != "ifns":
+        transform = build_input_encoder_from_config(cfg)
+        if checkpoint is not None:
+            state = _encoder_state(checkpoint)
+            if state:
+                transform.load_state_dict(state)
+                logger.info("input encoder %s: %d tensors loaded from %s", encoder_name, len(state),
+                            args.resume)
+        elif list(transform.parameters()):
+            logger.warning("input encoder %s has learned parameters but no --resume was given: "
+                           "attacking its initial parameters", encoder_name)
+        transform.eval()
+    elif args.target == "features":
+        transform = _feature_model(cfg, checkpoint)
+    label_of = {identity: i for i, identity in enumerate(split.identities)}
+    out = []
+    for part in (split.train, split.test):
+        xs, ys = [], []
+        for start in range(0, len(part), args.batch_size):
+            names = part[start:start + args.batch_size]
+            batch = np.stack([read_video(opener(name), sample_number(name), spec, use_planes)
+                              for name in names])
+            x = torch.from_numpy(batch)
+            if args.target == "frames":
+                x = x[:, :, 1]  # frame t of each pair: [B, T, 3, S, S]
+            elif transform is not None:
+                with torch.no_grad():
+                    x = transform(x)
+            xs.append(x.float())
+            ys.extend(label_of[parse_name(name).identity] for name in names)
+        out += [torch.cat(xs), torch.tensor(ys, dtype=torch.long)]
+    return tuple(out)
+
+
+def sample_number(name: str) -> int:
+    """The 15 digits of an NTU name as one integer (seeds the sample's on-the-fly film noise)."""
+    p = parse_name(name)
+    return int(f"{p.setup:03d}{p.camera:03d}{p.performer:03d}{p.replication:03d}{p.action:03d}")
+
+
+def _feature_model(cfg, checkpoint: dict | None) -> nn.Module:
+    if checkpoint is None:
+        raise AttackError("--target features needs --resume CKPT (the trained model to freeze)")
+    class_names = load_class_names(resolve_path(cfg.DATA.LABEL_LIST), cfg.DATA.NUM_CLASSES)
+    model = build_model(cfg, class_names)
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    return VideoFeatures(model)
+
+
+class VideoFeatures(nn.Module):
+    """The frozen trained model's video features: clips -> ``encode_video`` [B, E].
+
+    Args:
+        model: a trained MSPNet.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_video(clips)
+
+
+def build_attacker(name: str, num_classes: int, image_size: int, in_features: int,
+                   weights: str = "") -> nn.Module:
+    """A fresh attacker.
+
+    Args:
+        name: resnet18 | resnet50 | vit_small (images) or linear | mlp (features).
+        num_classes: identities.
+        image_size: input side of image attackers.
+        in_features: feature width of probes.
+        weights: optional local weights file of an image attacker (its classifier is replaced).
+    """
+    if name in FEATURE_ATTACKERS:
+        if name == "linear":
+            return nn.Linear(in_features, num_classes)
+        return nn.Sequential(nn.Linear(in_features, MLP_HIDDEN), nn.GELU(),
+                             nn.Linear(MLP_HIDDEN, num_classes))
+    kwargs: dict = {}
+    if name == "vit_small":
+        patch = VIT_PATCH if image_size >= VIT_PATCH * VIT_PATCH_DIVISOR else max(1, image_size // VIT_PATCH_DIVISOR)
+        kwargs = {"img_size": image_size, "patch_size": patch}
+    if weights:
+        if not os.path.isfile(weights):
+            raise AttackError(f"--weights file not found: {weights}")
+        return timm.create_model(FRAME_ATTACKERS[name], pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": weights}, **kwargs)
+    return timm.create_model(FRAME_ATTACKERS[name], pretrained=False, num_classes=num_classes, **kwargs)
+
+
+def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to SHIFT_PAD pixels (replicate borders) and horizontal flip."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (SHIFT_PAD,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+                   batch_size: int, seed: int, augment: bool) -> None:
+    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule)."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * steps_per_epoch))
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        total, correct, seen = 0.0, 0, 0
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            inputs = _shift(x[idx], generator) if augment else x[idx]
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+            correct += (logits.argmax(-1) == y[idx]).sum().item()
+            seen += len(idx)
+        logger.info("attacker epoch %d/%d: loss %.4f, train acc %.2f%%", epoch + 1, epochs,
+                    total / seen, PERCENT * correct / seen)
+
+
+@torch.no_grad()
+def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax per video: averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
+    model.eval()
+    probs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size]
+        if chunk.ndim == 5:
+            b, t = chunk.shape[:2]
+            p = model(chunk.flatten(0, 1)).softmax(-1).unflatten(0, (b, t)).mean(1)  # [B, P]
+        else:
+            p = model(chunk).softmax(-1)
+        probs.append(p)
+    return torch.cat(probs)
+
+
+def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Percent of rows whose label is among the ``k`` most probable classes."""
+    k = min(k, probs.shape[1])
+    hits = (probs.topk(k, dim=-1).indices == labels[:, None]).any(-1)
+    return PERCENT * hits.float().mean().item()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a fresh identity attacker (BDQ protocol).")
+    parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
+    parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
+    parser.add_argument("--resume", default="", help="trained checkpoint (features; BDQ planes)")
+    parser.add_argument("--target", choices=TARGETS, default="frames")
+    parser.add_argument("--attacker", choices=tuple(FRAME_ATTACKERS) + FEATURE_ATTACKERS, default=None,
+                        help="default: resnet18 for frames/planes, mlp for features")
+    parser.add_argument("--weights", default="", help="local weights file of an image attacker")
+    parser.add_argument("--restore", choices=RESTORE_METHODS, default="none",
+                        help="deconvolve the frames with the film PSF first (reconstruction attack)")
+    parser.add_argument("--level", type=int, default=None, help="film level of the PSF (default: from the config)")
+    parser.add_argument("--nsr", type=float, default=WIENER_NSR, help="Wiener noise-to-signal ratio")
+    parser.add_argument("--rl-iterations", type=int, default=RL_ITERATIONS)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=FRAME_BATCH)
+    parser.add_argument("--max-videos", type=int, default=0,
+                        help="at most N videos per identity in each half, evenly spread (0 = all)")
+    parser.add_argument("--output", required=True, help="folder of privacy.json and log.txt")
+    return parser.parse_args(argv)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.attacker is None:
+        args.attacker = "mlp" if args.target == "features" else "resnet18"
+    if (args.target == "features") != (args.attacker in FEATURE_ATTACKERS):
+        raise AttackError(f"--attacker {args.attacker} does not fit --target {args.target}: use "
+                          f"{'linear or mlp' if args.target == 'features' else 'resnet18, resnet50 or vit_small'}")
+    if args.restore != "none" and args.target == "features":
+        raise AttackError("--restore applies to frames and planes, not to --target features")
+    if args.epochs is None:
+        args.epochs = FEATURE_EPOCHS if args.target == "features" else FRAME_EPOCHS
+    if args.lr is None:
+        args.lr = FEATURE_LR if args.target == "features" else FRAME_LR
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the attack of ``args``; returns the metrics written to privacy.json."""
+    _check_args(args)
+    cfg = load_config(args.config, args.opts)
+    splits = build_datasets(cfg)
+    split = split_by_replication(splits.train.names + splits.val.names, args.max_videos)
+    if len(split.identities) < 2:
+        raise AttackError("the attacker split needs at least two identities with odd- and "
+                          "even-replication videos; the data has "
+                          f"{len(split.identities)}")
+    if split.dropped:
+        logger.warning("%d identities have videos in only one half and are left out: %s",
+                       len(split.dropped), split.dropped)
+    start = time.time()
+    x_train, y_train, x_test, y_test = build_views(cfg, args, split, splits.train.opener)
+    logger.info("attacker data: %d train / %d test videos, %d identities, input %s (%.1f s)",
+                len(split.train), len(split.test), len(split.identities), tuple(x_train.shape[1:]),
+                time.time() - start)
+    torch.manual_seed(cfg.SEED)
+    num_classes = len(split.identities)
+    model = build_attacker(args.attacker, num_classes, cfg.DATA.INPUT_SIZE, x_train.shape[-1],
+                           args.weights)
+    if args.target == "features":
+        mean, std = x_train.mean(0), x_train.std(0) + STD_EPS
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        train_x, train_y = x_train, y_train
+        batch = len(x_train)
+    else:
+        t = x_train.shape[1]
+        train_x, train_y = x_train.flatten(0, 1), y_train.repeat_interleave(t)  # single frames
+        batch = args.batch_size
+    train_attacker(model, train_x, train_y, epochs=args.epochs, lr=args.lr, batch_size=batch,
+                   seed=cfg.SEED, augment=args.target != "features")
+    probs = video_probabilities(model, x_test, args.batch_size)
+    metrics = {
+        "id_acc1": topk_accuracy(probs, y_test, TOP_K[0]),
+        "id_acc5": topk_accuracy(probs, y_test, TOP_K[1]),
+        "chance": PERCENT / num_classes,
+        "videos": len(split.test),
+        "train_videos": len(split.train),
+        "identities": num_classes,
+        "target": args.target,
+        "attacker": args.attacker,
+        "restore": args.restore,
+        "film_level": film_level(cfg, args.level),
+        "encoder": cfg.MODEL.ENCODER,
+        "epochs": args.epochs,
+        "resume": args.resume,
+        "split": "replication: odd train, even test, inside each identity",
+        "max_videos": args.max_videos,
+        "seconds": round(time.time() - start, 1),
+    }
+    logger.info("privacy attack %s/%s (restore %s): identity top-1 %.2f%%, top-5 %.2f%%, chance "
+                "%.2f%% on %d videos of %d identities", args.target, args.attacker, args.restore,
+                metrics["id_acc1"], metrics["id_acc5"], metrics["chance"], metrics["videos"],
+                num_classes)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    setup_logging(str(output))
+    try:
+        metrics = run(args)
+    except UserError as exc:
+        logger.error("%s", exc)
+        return 2
+    _write_json(output / "privacy.json", metrics)
+    logger.info("wrote %s", output / "privacy.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
