@@ -32,7 +32,8 @@ from trainers.losses import PrivacyLoss
 from trainers.optim import CosineWarmupScheduler, build_optimizer, trainable_parameter_table
 from trainers.precision import autocast_context, build_grad_scaler
 from utils.errors import UserError
-from utils.misc import AverageMeter, capture_rng_state, format_seconds, restore_rng_state
+from utils.misc import (AverageMeter, atomic_write, capture_rng_state, format_seconds,
+                        restore_rng_state)
 
 logger = logging.getLogger(__name__)
 
@@ -356,11 +357,8 @@ def resolve_resume(cfg: CfgNode, info: DistInfo) -> str:
 
 # ----------------------------------------------------------------------------- runner
 def _copy_atomic(src: str, dst: str) -> None:
-    tmp = os.path.join(os.path.dirname(dst), f".tmp_{os.path.basename(dst)}")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    with open(src, "rb") as source:
+        atomic_write(dst, lambda f: shutil.copyfileobj(source, f), binary=True)
 
 
 def _build_head_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer | None:
