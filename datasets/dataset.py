@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.ifns import ifns_planes, needed_frames, normalize_planes
+from datasets.ifns import PLANES, PlaneNorm, ifns_planes, needed_frames
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 MAX_SKIPS = 16  # training: consecutive unreadable samples tolerated before giving up
 SEED_BITS = 63
-PLANES = 3
 
 ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
 
@@ -61,12 +60,15 @@ class ClipDataset(Dataset):
         lps_level: on-the-fly film simulation level (0 = off).
         skip_bad: skip unreadable samples (train: the next sample replaces it; test: the item
             is None and the collate drops it) instead of raising.
+        rgb_pairs: items are pairs of RGB frames for a baseline input encoder instead of planes.
+        plane_norm: normalisation of the planes (CLIP's by default).
     """
 
     def __init__(self, *, names: list[str], opener: ClipOpener, train: bool, num_frames: int,
                  fd_stride: int, input_size: int, scales: list[float], flip: bool,
                  color_jitter: float, num_clip: int, num_crop: int, seed: int, lps_level: int,
-                 skip_bad: bool, rgb_pairs: bool = False) -> None:
+                 skip_bad: bool, rgb_pairs: bool = False,
+                 plane_norm: PlaneNorm = PlaneNorm()) -> None:
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
@@ -85,6 +87,7 @@ class ClipDataset(Dataset):
         self.lps_level = lps_level
         self.skip_bad = skip_bad
         self.rgb_pairs = rgb_pairs
+        self.plane_norm = plane_norm
 
     @property
     def num_views(self) -> int:
@@ -174,7 +177,7 @@ class ClipDataset(Dataset):
                 gray = apply_jitter(gray, jitter)
             for c, clip_indices in enumerate(indices):
                 planes = ifns_planes(gray, frame_ids, clip_indices, self.fd_stride, n)
-                views[c].append(normalize_planes(planes))  # [T, 3, S, S]
+                views[c].append(self.plane_norm(planes))  # [T, 3, S, S]
         return [view for per_clip in views for view in per_clip]
 
     def _precomputed_views(self, clip: PrecomputedClip, indices: np.ndarray,
@@ -190,7 +193,7 @@ class ClipDataset(Dataset):
                 out = crop_resize(flat, box, self.input_size).astype(np.float32)
                 if jitter is not None:
                     out = apply_jitter(out, jitter)
-                views.append(normalize_planes(out.reshape(-1, PLANES, self.input_size,
+                views.append(self.plane_norm(out.reshape(-1, PLANES, self.input_size,
                                                           self.input_size)))
         return views
 

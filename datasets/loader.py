@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from yacs.config import CfgNode
 
 from datasets.dataset import ClipCollate, ClipDataset, ClipOpener
+from datasets.ifns import PlaneNorm
 from datasets.ntu import NTU_NAME_RE, load_class_names, parse_name, split_names
 from datasets.packed import PackedClip, PackedStore
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
@@ -232,7 +233,8 @@ def build_datasets(cfg: CfgNode) -> DataSplits:
                   input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
                   color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
                   num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
-                  rgb_pairs=cfg.MODEL.ENCODER != "ifns",                  skip_bad=data.SKIP_BAD)
+                  rgb_pairs=cfg.MODEL.ENCODER != "ifns", skip_bad=data.SKIP_BAD,
+                  plane_norm=PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD))
     train = ClipDataset(names=train_names, train=True, **common)
     val = ClipDataset(names=val_names, train=False, **common)
     class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)

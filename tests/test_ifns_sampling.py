@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets.ifns import (CLIP_MEAN, CLIP_STD, denormalize_planes, ifns_planes, needed_frames,
-                           normalize_planes)
+from datasets.ifns import (CLIP_MEAN, CLIP_STD, PlaneNorm, denormalize_planes, ifns_planes,
+                           needed_frames, normalize_planes)
 from datasets.sampling import eval_indices
 from datasets.sampling import train_indices
 from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, eval_crop_boxes,
@@ -39,10 +39,29 @@ def test_planes_equal_reference_from_the_needed_frames_only(stride):
 
 
 def test_gray_normalisation_equals_clip_per_channel_then_mean():
-    x = np.linspace(0, 255, 11).astype(np.float32)
+    x = np.broadcast_to(np.linspace(0, 255, 11, dtype=np.float32), (2, 3, 1, 11))  # [T, 3, H, W]
     per_channel = np.mean([(x / 255 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)], axis=0)
-    np.testing.assert_allclose(normalize_planes(x), per_channel, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(denormalize_planes(normalize_planes(x)), x, atol=1e-3)
+    out = normalize_planes(x)
+    assert out.shape == x.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, per_channel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(denormalize_planes(out), x, atol=1e-3)
+    assert PlaneNorm.from_lists([], []) == PlaneNorm()
+
+
+def test_dataset_plane_statistics_standardise_each_plane():
+    rng = np.random.default_rng(0)
+    means, stds = np.array([0.02, 0.05, 0.4]), np.array([0.01, 0.03, 0.1])
+    planes = 255 * (means[None, :, None, None] + stds[None, :, None, None]
+                    * rng.standard_normal((4, 3, 16, 16)))  # [T, 3, H, W] on the 0..255 scale
+    norm = PlaneNorm.from_lists(list(means), list(stds))
+    out = norm(planes)
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0.0, atol=0.1)
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1.0, atol=0.1)
+    np.testing.assert_allclose(norm.inverse(out), planes, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError):
+        PlaneNorm.from_lists([0.1, 0.2], [1.0, 1.0])
+    with pytest.raises(ValueError):
+        PlaneNorm.from_lists([0.1, 0.2, 0.3], [1.0, 0.0, 1.0])
 
 
 def test_train_indices_one_per_segment_never_frame_zero():

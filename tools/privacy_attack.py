@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datasets.ifns import ifns_planes, needed_frames, normalize_planes
+from datasets.ifns import PlaneNorm, ifns_planes, needed_frames
 from datasets.loader import build_datasets
 from datasets.ntu import load_class_names, parse_name
 from datasets.readers import PrecomputedClip, to_gray
@@ -154,6 +154,7 @@ class InputSpec:
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
         seed: base seed of the on-the-fly film noise.
+        plane_norm: normalisation of the IFNS planes (DATA.PLANE_MEAN / DATA.PLANE_STD).
     """
 
     num_frames: int
@@ -165,6 +166,7 @@ class InputSpec:
     nsr: float
     iterations: int
     seed: int
+    plane_norm: PlaneNorm = PlaneNorm()
 
 
 def read_video(clip, index: int, spec: InputSpec, planes: bool) -> np.ndarray:
@@ -177,7 +179,7 @@ def read_video(clip, index: int, spec: InputSpec, planes: bool) -> np.ndarray:
         planes: IFNS planes ``[T, 3, S, S]`` (True) or normalised RGB pairs ``[T, 2, 3, S, S]``.
 
     Returns:
-        float32 array (CLIP-normalised).
+        float32 array (planes normalised by ``spec.plane_norm``).
     """
     if isinstance(clip, PrecomputedClip):
         raise AttackError("DATA.LAYOUT precomputed holds no RGB frames; run the privacy attack on "
@@ -198,7 +200,7 @@ def read_video(clip, index: int, spec: InputSpec, planes: bool) -> np.ndarray:
     if not planes:
         return rgb_pair_clip(rgb, positions, box, spec.size)
     gray = crop_resize(to_gray(rgb), box, spec.size).astype(np.float32)  # [U, S, S]
-    return normalize_planes(ifns_planes(gray, frame_ids, indices, spec.stride, n))
+    return spec.plane_norm(ifns_planes(gray, frame_ids, indices, spec.stride, n))
 
 
 def _encoder_state(checkpoint: dict) -> dict[str, torch.Tensor]:
@@ -226,7 +228,8 @@ def build_views(cfg, args: argparse.Namespace, split: Split, opener) -> tuple[
                           "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
     spec = InputSpec(num_frames=cfg.DATA.NUM_FRAMES, stride=cfg.DATA.FD_STRIDE,
                      size=cfg.DATA.INPUT_SIZE, lps_level=cfg.LPS.LEVEL, restore=args.restore,
-                     restore_level=level, nsr=args.nsr, iterations=args.rl_iterations, seed=cfg.SEED)
+                     restore_level=level, nsr=args.nsr, iterations=args.rl_iterations, seed=cfg.SEED,
+                     plane_norm=PlaneNorm.from_lists(cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD))
     encoder_name = cfg.MODEL.ENCODER
     use_planes = args.target != "frames" and encoder_name == "ifns"
     transform = None

@@ -19,7 +19,6 @@ import torch
 from yacs.config import CfgNode
 
 from datasets.dataset import sample_rng
-from datasets.ifns import denormalize_planes
 from datasets.loader import SYNTHETIC_FOLDERS, SYNTHETIC_VIDEO_EXT, DataSplits, build_datasets
 from datasets.lps import simulate_lps
 from datasets.readers import FrameFolderClip, VideoClip
@@ -57,7 +56,7 @@ def draw_sample(splits: DataSplits, cfg: CfgNode, out: Path) -> list[str]:
     name = dataset.names[SAMPLE_INDEX]
     clip = dataset.opener(name)
     indices = dataset.frame_indices(clip.num_frames, sample_rng(dataset.seed, 0, SAMPLE_INDEX))[0]
-    planes = denormalize_planes(dataset.load(SAMPLE_INDEX)[0])  # first view: [T, 3, S, S]
+    planes = dataset.plane_norm.inverse(dataset.load(SAMPLE_INDEX)[0])  # first view: [T, 3, S, S]
     rows: list[tuple[str, list[np.ndarray]]] = []
     raw = _raw_frames(splits, cfg.DATA.LAYOUT, name, indices)
     if raw is not None:

@@ -44,6 +44,11 @@ _C.DATA.NUM_IDENTITIES = 106  # identity head size P (performer id P - 1)
 _C.DATA.NUM_FRAMES = 8  # sampled frames T per clip
 _C.DATA.FD_STRIDE = 4  # IFNS frame-difference stride k (fd(t) = |g(t) - g(t-k)|)
 _C.DATA.INPUT_SIZE = 224  # square crop fed to the model (pixels)
+# per-plane (fd(t-1), fd(t), avg(t)) mean and std on the 0..1 gray scale; both empty = CLIP's
+# normalisation (for CLIP weights). From-scratch models want the dataset's statistics
+# (tools/plane_stats.py prints them).
+_C.DATA.PLANE_MEAN = []
+_C.DATA.PLANE_STD = []
 _C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
 _C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
 _C.DATA.SKIP_BAD = False  # True: skip and count unreadable samples; False: stop with an error
@@ -249,6 +254,10 @@ def _validate(cfg: CN) -> None:
         raise ConfigError("MODEL.CUSTOM.WIDTH must be a multiple of 64 (heads = width / 64)")
     if cfg.DATA.INPUT_SIZE % (cfg.MODEL.CUSTOM.PATCH_SIZE if cfg.MODEL.ARCH == "custom" else 1):
         raise ConfigError("DATA.INPUT_SIZE must be a multiple of MODEL.CUSTOM.PATCH_SIZE")
+    mean, std = cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD
+    if (mean or std) and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
+        raise ConfigError(f"DATA.PLANE_MEAN and DATA.PLANE_STD need 3 values each (std > 0) or both "
+                          f"empty, got {list(mean)} and {list(std)}")
 
 
 def resolve_path(path: str) -> str:
