@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.ifns import PLANES, PlaneNorm, ifns_planes, needed_frames
+from datasets.ifns import (PLANES, PlaneNorm, ifns_planes, ifns_planes_uint8, needed_frames,
+                          normalize_uint8_planes)
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
@@ -142,8 +143,9 @@ class ClipDataset(Dataset):
             views = self._precomputed_views(clip, indices, rng)
         else:
             views = self._derived_views(clip, indices, rng)
-        out = np.stack(views)  # [V, T, 3, S, S]
-        return out[0] if self.train else out
+        if self.train:
+            return views[0]  # [T, 3, S, S]
+        return views[0][None] if len(views) == 1 else np.stack(views)  # [V, T, 3, S, S]
 
     def _boxes(self, height: int, width: int, rng: np.random.Generator) -> list[CropBox]:
         if self.train:
@@ -172,12 +174,16 @@ class ClipDataset(Dataset):
         jitter = draw_jitter(self.color_jitter, rng) if self.train else None
         views = [[] for _ in range(len(indices))]
         for box in boxes:
-            gray = crop_resize(frames, box, self.input_size).astype(np.float32)  # [U, S, S]
-            if jitter is not None:
-                gray = apply_jitter(gray, jitter)
+            crops = crop_resize(frames, box, self.input_size)  # uint8 [U, S, S]
+            # Jitter clamps non-integer values: its frames take the float reference path.
+            gray = None if jitter is None else apply_jitter(crops.astype(np.float32), jitter)
             for c, clip_indices in enumerate(indices):
-                planes = ifns_planes(gray, frame_ids, clip_indices, self.fd_stride, n)
-                views[c].append(self.plane_norm(planes))  # [T, 3, S, S]
+                if gray is None:  # differences, sums and normalisation on the uint8 crops
+                    planes = ifns_planes_uint8(crops, frame_ids, clip_indices, self.fd_stride, n,
+                                               self.plane_norm)
+                else:
+                    planes = self.plane_norm(ifns_planes(gray, frame_ids, clip_indices, self.fd_stride, n))
+                views[c].append(planes)  # [T, 3, S, S]
         return [view for per_clip in views for view in per_clip]
 
     def _precomputed_views(self, clip: PrecomputedClip, indices: np.ndarray,
@@ -186,15 +192,17 @@ class ClipDataset(Dataset):
         height, width = planes[0].shape[2:]
         boxes = self._boxes(height, width, rng)
         jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        shape = (-1, PLANES, self.input_size, self.input_size)
         views = []
         for clip_planes in planes:
             flat = clip_planes.reshape(-1, height, width)  # [T*3, H, W]
             for box in boxes:
-                out = crop_resize(flat, box, self.input_size).astype(np.float32)
-                if jitter is not None:
-                    out = apply_jitter(out, jitter)
-                views.append(self.plane_norm(out.reshape(-1, PLANES, self.input_size,
-                                                          self.input_size)))
+                crops = crop_resize(flat, box, self.input_size)  # uint8 [T*3, S, S]
+                if jitter is None:
+                    views.append(normalize_uint8_planes(crops.reshape(shape), self.plane_norm))
+                else:
+                    jittered = apply_jitter(crops.astype(np.float32), jitter)
+                    views.append(self.plane_norm(jittered.reshape(shape)))  # [T, 3, S, S]
         return views
 
 

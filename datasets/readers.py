@@ -186,17 +186,38 @@ class FrameFolderClip:
         return _read_images(self.files, np.asarray(indices, dtype=np.int64), self.sample, gray)
 
 
-def _numbered_files(folder: Path, sample: str) -> dict[int, str]:
-    files = list_frame_files(folder, sample)
+def _numbered_files(folder: str, sample: str) -> dict[int, str]:
+    """``{frame number: file name}`` of a precomputed folder, from one ``os.listdir`` (no pathlib:
+    this runs on every open of a sample).
+
+    Raises:
+        DataError: the folder is missing, holds no image, or an image name is not an integer.
+    """
     try:
-        return {int(Path(p).stem): p for p in files}
-    except ValueError:
-        raise DataError(f"sample {sample}: precomputed folder {folder} must hold files named "
-                        "<i>.jpg with an integer frame index i") from None
+        entries = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"sample {sample}: frame folder {folder} not found") from None
+    numbered = {}
+    for entry in entries:
+        stem, ext = os.path.splitext(entry)
+        if ext.lower() not in FRAME_EXTENSIONS:
+            continue
+        try:
+            numbered[int(stem)] = entry
+        except ValueError:
+            raise DataError(f"sample {sample}: precomputed folder {folder} must hold files named "
+                            "<i>.jpg with an integer frame index i") from None
+    if not numbered:
+        raise DataError(f"sample {sample}: frame folder {folder} holds no .jpg/.png frame")
+    return numbered
 
 
 class PrecomputedClip:
     """The precomputed fd/avg planes of the original release (see the module docstring).
+
+    Each file is decoded straight to one channel (``IMREAD_GRAYSCALE``, as the frame readers do:
+    for a gray JPEG that is the stored channel, for a colour JPEG the decoder's luma), which is
+    what makes this reader as fast as a plain opencv read of the 3T files.
 
     Args:
         fd_dir: ``<FD_ROOT>/<sample>``, frame differences ``<i>.jpg``.
@@ -206,23 +227,35 @@ class PrecomputedClip:
 
     def __init__(self, fd_dir: str | Path, avg_dir: str | Path, sample: str) -> None:
         self.sample = sample
-        fd = _numbered_files(Path(fd_dir), sample)
-        avg = _numbered_files(Path(avg_dir), sample)
-        fd_base, avg_base = min(fd), min(avg)
-        self.num_frames = min(len(fd), len(avg))
-        self.fd_files = [fd.get(fd_base + t, os.path.join(fd_dir, f"{fd_base + t}.jpg"))
-                         for t in range(self.num_frames)]
-        self.avg_files = [avg.get(avg_base + t, os.path.join(avg_dir, f"{avg_base + t}.jpg"))
-                          for t in range(self.num_frames)]
+        self.fd_dir, self.avg_dir = os.fspath(fd_dir), os.fspath(avg_dir)
+        self._fd = _numbered_files(self.fd_dir, sample)
+        self._avg = _numbered_files(self.avg_dir, sample)
+        self._fd_base, self._avg_base = min(self._fd), min(self._avg)
+        self.num_frames = min(len(self._fd), len(self._avg))
+
+    def _path(self, folder: str, numbered: dict[int, str], number: int) -> str:
+        return os.path.join(folder, numbered.get(number, f"{number}.jpg"))
 
     def read_planes(self, indices: np.ndarray) -> np.ndarray:
-        """Returns the uint8 planes ``[T, 3, H, W]``: fd(t-1), fd(t), avg(t) for each index t."""
+        """Returns the uint8 planes ``[T, 3, H, W]``: fd(t-1), fd(t), avg(t) for each index t.
+
+        Raises:
+            DataError: a missing or corrupt file, or files of different sizes.
+        """
         indices = np.asarray(indices, dtype=np.int64)
         previous = np.clip(indices - 1, 0, self.num_frames - 1)
-        fd = _read_images(self.fd_files, np.concatenate([previous, indices]), self.sample, True)
-        avg = _read_images(self.avg_files, indices, self.sample, True)
-        n = len(indices)
-        if fd.shape[1:] != avg.shape[1:]:
-            raise DataError(f"sample {self.sample}: fd and avg frames differ in size "
-                            f"{fd.shape[1:]} vs {avg.shape[1:]}")
-        return np.stack([fd[:n], fd[n:], avg], axis=1)  # [T, 3, H, W]
+        files = [[self._path(self.fd_dir, self._fd, self._fd_base + int(p)),
+                  self._path(self.fd_dir, self._fd, self._fd_base + int(t)),
+                  self._path(self.avg_dir, self._avg, self._avg_base + int(t))]
+                 for p, t in zip(previous, indices)]  # [T][3]
+        out = None
+        for t, row in enumerate(files):
+            for plane, path in enumerate(row):
+                image = read_image(path, self.sample, gray=True)  # [H, W]
+                if out is None:
+                    out = np.empty((len(files), len(row)) + image.shape, np.uint8)  # [T, 3, H, W]
+                elif image.shape != out.shape[2:]:
+                    raise DataError(f"sample {self.sample}: precomputed file {path} has size "
+                                    f"{image.shape}, the others {out.shape[2:]}")
+                out[t, plane] = image
+        return out

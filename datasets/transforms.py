@@ -19,6 +19,7 @@ import numpy as np
 JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
 MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
 PIXEL_MAX = 255.0
+AREA_SHRINK = 2  # area interpolation from this shrink factor on, bilinear below
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,11 @@ def eval_crop_boxes(height: int, width: int, num_crop: int) -> list[CropBox]:
 
 
 def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
-    """Crops ``box`` from every frame and resizes it to ``size x size``.
+    """Crops ``box`` from every frame and resizes it to ``size x size`` (uint8 in, uint8 out).
+
+    Bilinear, except for a shrink by :data:`AREA_SHRINK` or more, where area averaging avoids
+    aliasing (OpenCV's area filter is 6x slower than bilinear for a mild shrink such as 256 -> 224);
+    a box that already has the output size is only copied.
 
     Args:
         frames: uint8 ``[N, H, W]`` or ``[N, H, W, 3]``.
@@ -100,14 +105,22 @@ def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
         size: output side.
 
     Returns:
-        uint8 ``[N, size, size(, 3)]``.
+        uint8 ``[N, size, size(, 3)]``, a new contiguous array.
     """
     crops = frames[:, box.top:box.top + box.height, box.left:box.left + box.width]
-    shrink = box.height >= size and box.width >= size
+    if box.height == size and box.width == size:
+        return np.ascontiguousarray(crops[:, :, ::-1] if box.flip else crops)
+    shrink = min(box.height, box.width) >= AREA_SHRINK * size
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=interpolation)
-                    for c in crops])
-    return out[:, :, ::-1].copy() if box.flip else out
+    out = np.empty((len(crops), size, size) + frames.shape[3:], frames.dtype)  # [N, S, S(, 3)]
+    resized = np.empty_like(out[0]) if box.flip else None
+    for crop, dst in zip(crops, out):
+        if box.flip:  # resize, then mirror (the resize is not exactly mirror-symmetric)
+            cv2.resize(crop, (size, size), dst=resized, interpolation=interpolation)
+            cv2.flip(resized, 1, dst=dst)
+        else:
+            cv2.resize(crop, (size, size), dst=dst, interpolation=interpolation)
+    return out
 
 
 def draw_jitter(probability: float, rng: np.random.Generator) -> Jitter | None:

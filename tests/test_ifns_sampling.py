@@ -1,15 +1,17 @@
 """IFNS planes against a per-frame reference, CLIP normalisation, temporal sampling, crops."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from datasets.dataset import ClipDataset
 from datasets.ifns import (CLIP_MEAN, CLIP_STD, PlaneNorm, denormalize_planes, ifns_planes,
-                           needed_frames, normalize_planes)
+                           ifns_planes_uint8, needed_frames, normalize_planes, normalize_uint8_planes)
 from datasets.sampling import eval_indices
 from datasets.sampling import train_indices
-from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, eval_crop_boxes,
-                                 train_crop_box)
+from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, draw_jitter,
+                                 eval_crop_boxes, train_crop_box)
 
 
 def _reference_planes(gray: np.ndarray, t: int, k: int) -> np.ndarray:
@@ -36,6 +38,61 @@ def test_planes_equal_reference_from_the_needed_frames_only(stride):
     for i, t in enumerate(indices):
         np.testing.assert_allclose(planes[i], _reference_planes(gray, int(t), stride), rtol=1e-6)
     assert set(frame_ids) == {j for t in indices for j in range(max(t - stride - 1, 0), t + 1)}
+
+
+NORMS = [PlaneNorm(), PlaneNorm((0.0114, 0.0119, 0.3014), (0.0203, 0.0205, 0.0931))]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("norm", NORMS)
+def test_uint8_kernel_equals_normalised_float_reference(stride, norm):
+    rng = np.random.default_rng(stride)
+    n = 20
+    gray = rng.integers(0, 256, size=(n, 7, 9), dtype=np.uint8)
+    indices = np.array([0, 1, 2, 9, 19])  # clamped at the clip start
+    frame_ids = needed_frames(indices, stride, n)
+    reference = norm(ifns_planes(gray[frame_ids].astype(np.float32), frame_ids, indices, stride, n))
+    fast = ifns_planes_uint8(gray[frame_ids], frame_ids, indices, stride, n, norm)
+    assert fast.shape == reference.shape == (5, 3, 7, 9) and fast.dtype == np.float32
+    assert np.abs(fast - reference).max() < 1e-5 * max(1.0, np.abs(reference).max())
+    planes = rng.integers(0, 256, size=(4, 3, 7, 9), dtype=np.uint8)
+    assert np.abs(normalize_uint8_planes(planes, norm) - norm(planes.astype(np.float32))).max() < 1e-4
+
+
+class _ArrayClip:
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+        self.num_frames = len(frames)
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        return self.frames[indices]
+
+
+@pytest.mark.parametrize("train, jitter", [(False, 0.0), (True, 0.0), (True, 1.0)])
+def test_dataset_planes_equal_the_float_reference_pipeline(train, jitter):
+    """The fast uint8 path (test, and train without jitter) and the jittered float path give the
+    reference: float crops, jitter, ifns_planes, then the dataset's normalisation."""
+    frames = np.random.default_rng(0).integers(0, 256, size=(15, 20, 26), dtype=np.uint8)
+    norm = NORMS[1]
+    dataset = ClipDataset(names=["S001C001P001R001A001"], opener=lambda name: _ArrayClip(frames),
+                          train=train, num_frames=4, fd_stride=2, input_size=12, scales=[1.0, 0.875],
+                          flip=True, color_jitter=jitter, num_clip=2, num_crop=3, seed=0, lps_level=0,
+                          skip_bad=False, plane_norm=norm)
+    out = dataset.load(0, epoch=1)
+    rng = np.random.default_rng([0, 1, 0])  # the draws of sample 0 in epoch 1, in the dataset's order
+    indices = dataset.frame_indices(len(frames), rng)
+    frame_ids = needed_frames(indices, 2, len(frames))
+    boxes = dataset._boxes(20, 26, rng)
+    drawn = draw_jitter(jitter, rng) if train else None
+    views = []
+    for clip_indices in indices:
+        for box in boxes:
+            gray = crop_resize(frames[frame_ids], box, 12).astype(np.float32)
+            gray = gray if drawn is None else apply_jitter(gray, drawn)
+            views.append(norm(ifns_planes(gray, frame_ids, clip_indices, 2, len(frames))))
+    expected = views[0] if train else np.stack(views)
+    assert out.shape == expected.shape
+    assert np.abs(out - expected).max() < 1e-4
 
 
 def test_gray_normalisation_equals_clip_per_channel_then_mean():
@@ -106,10 +163,29 @@ def test_test_crops_centre_and_three_along_long_side():
 def test_crop_resize_same_for_all_frames_and_flip():
     frames = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
     out = crop_resize(frames, CropBox(2, 1, 4, 4), 4)
-    assert np.array_equal(out, frames[:, 2:6, 1:5])
+    assert np.array_equal(out, frames[:, 2:6, 1:5]) and out.flags.c_contiguous
     flipped = crop_resize(frames, CropBox(2, 1, 4, 4, flip=True), 4)
-    assert np.array_equal(flipped, frames[:, 2:6, 1:5][:, :, ::-1])
+    assert np.array_equal(flipped, frames[:, 2:6, 1:5][:, :, ::-1]) and flipped.flags.c_contiguous
     assert crop_resize(frames, CropBox(0, 0, 8, 8), 16).shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("side, interpolation", [(28, cv2.INTER_LINEAR), (16, cv2.INTER_LINEAR),
+                                                 (32, cv2.INTER_AREA), (40, cv2.INTER_AREA)])
+def test_crop_resize_bilinear_below_a_2x_shrink_area_from_it(side, interpolation):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 50, 60), dtype=np.uint8)
+    box = CropBox(5, 7, side, side + 2)
+    crops = frames[:, 5:5 + side, 7:9 + side]
+    expected = np.stack([cv2.resize(np.ascontiguousarray(c), (16, 16), interpolation=interpolation)
+                         for c in crops])
+    out = crop_resize(frames, box, 16)
+    assert out.dtype == np.uint8 and np.array_equal(out, expected)
+    flipped = crop_resize(frames, CropBox(5, 7, side, side + 2, flip=True), 16)
+    assert np.array_equal(flipped, expected[:, :, ::-1])
+    rgb = rng.integers(0, 256, (2, 50, 60, 3), dtype=np.uint8)
+    expected_rgb = np.stack([cv2.resize(np.ascontiguousarray(c), (16, 16), interpolation=interpolation)
+                             for c in rgb[:, 5:5 + side, 7:9 + side]])
+    assert np.array_equal(crop_resize(rgb, box, 16), expected_rgb)
 
 
 def test_jitter_is_brightness_then_contrast_around_the_mean():

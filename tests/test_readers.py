@@ -101,3 +101,32 @@ def test_precomputed_planes_zero_or_one_based(tmp_path, base):
     assert planes.shape == (3, 3, 8, 8)
     expected = [[values["fd", max(t - 1, 0)], values["fd", t], values["avg", t]] for t in (0, 3, 5)]
     assert np.abs(planes[:, :, 4, 4].astype(int) - np.array(expected)).max() <= 1
+
+
+def test_precomputed_reads_gray_and_colour_jpegs_as_opencv_gray_and_names_bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    name = "S001C001P001R001A001"
+    for kind in ("fd", "avg"):
+        folder = tmp_path / kind / name
+        folder.mkdir(parents=True)
+        for t in range(5):
+            shape = (12, 10, 3) if t % 2 else (12, 10)  # colour and gray JPEGs mixed
+            cv2.imwrite(str(folder / f"{t}.jpg"), rng.integers(0, 256, shape, dtype=np.uint8))
+    clip = PrecomputedClip(tmp_path / "fd" / name, tmp_path / "avg" / name, name)
+    planes = clip.read_planes(np.array([0, 2, 4, 3]))
+
+    def gray(kind, t):
+        return cv2.imread(str(tmp_path / kind / name / f"{t}.jpg"), cv2.IMREAD_GRAYSCALE)
+
+    for i, t in enumerate((0, 2, 4, 3)):
+        assert np.array_equal(planes[i, 0], gray("fd", max(t - 1, 0)))
+        assert np.array_equal(planes[i, 1], gray("fd", t))
+        assert np.array_equal(planes[i, 2], gray("avg", t))
+    cv2.imwrite(str(tmp_path / "avg" / name / "4.jpg"), np.zeros((6, 10), np.uint8))
+    with pytest.raises(DataError, match=f"{name}.*4.jpg"):
+        clip.read_planes(np.array([1, 4]))
+    (tmp_path / "avg" / name / "x.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="integer frame index"):
+        PrecomputedClip(tmp_path / "fd" / name, tmp_path / "avg" / name, name)
+    with pytest.raises(DataError, match="not found"):
+        PrecomputedClip(tmp_path / "fd" / "missing", tmp_path / "avg" / name, name)
