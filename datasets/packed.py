@@ -2,7 +2,10 @@
 
 Written once by ``tools/pack_dataset.py`` (which decodes each clip with the same grayscale
 conversion the other readers use), read by every loader worker and DDP rank without decoding:
-reading T frames of a clip is a memory copy of ``T * H * W`` bytes from the page cache.
+a clip's frames are read straight from the page cache (a view of the consecutive frames a sample
+needs, or a copy of ``n * H * W`` bytes for scattered ones), cropped and resized from there.
+Packing at the training resolution (``tools/pack_dataset.py --short-side``) makes the shards and
+the per-sample resize smaller.
 
 Layout of a store folder::
 
@@ -276,13 +279,15 @@ class PackedStore:
             entry.num_frames, entry.height, entry.width)
 
     def read_gray(self, name: str, indices: np.ndarray,
-                  crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """Frames ``indices`` of ``name`` as a new uint8 array [n, H, W].
+                  crop: tuple[int, int, int, int] | None = None, *, copy: bool = True) -> np.ndarray:
+        """Frames ``indices`` of ``name`` as uint8 [n, H, W].
 
         Args:
             name: sample name.
             indices: frame indices (any order, repeats allowed).
             crop: optional ``(top, left, height, width)``: only that window is copied.
+            copy: False: consecutive increasing indices come back as a read-only view of the
+                shard (nothing copied; the page cache is read by whoever consumes the view).
 
         Raises:
             PackedStoreError: unknown sample or an index outside the clip.
@@ -295,7 +300,10 @@ class PackedStore:
         if crop is not None:
             top, left, height, width = crop
             frames = frames[:, top:top + height, left:left + width]
-        return frames[indices]
+        first = int(indices[0]) if indices.size else 0
+        if not copy and np.array_equal(indices, np.arange(first, first + indices.size)):
+            return np.asarray(frames[first:first + indices.size])  # a view, not a memmap object
+        return np.asarray(frames[indices])
 
 
 class PackedClip:
@@ -313,6 +321,8 @@ class PackedClip:
 
     def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
         """Returns frames ``indices`` as uint8 [N, H, W]; the store holds grayscale only.
+        Consecutive indices (the usual union of needed frames) come back as a read-only view of
+        the shard, without a copy.
 
         Raises:
             PackedStoreError: RGB frames were asked for.
@@ -321,7 +331,7 @@ class PackedClip:
             raise PackedStoreError(f"sample {self.sample}: the packed store {self.store.root} "
                                    "holds grayscale frames only; use DATA.LAYOUT video or frames "
                                    "for an RGB encoder")
-        return self.store.read_gray(self.sample, indices)
+        return self.store.read_gray(self.sample, indices, copy=False)
 
 
 class PackedOpener:

@@ -24,6 +24,7 @@ from utils.errors import UserError
 logger = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+DECODE_THREADS = 1  # one decoding thread per loader worker (workers are the parallelism)
 
 
 class DataError(UserError):
@@ -37,6 +38,12 @@ class Clip(Protocol):
 
     def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
         """Returns frames ``indices`` as uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]`` (RGB)."""
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    """An opencv FFmpeg capture decoding on :data:`DECODE_THREADS` threads (FFmpeg's default, one
+    thread per core, only adds contention between loader workers; the frames are the same)."""
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, DECODE_THREADS])
 
 
 def to_gray(frames_rgb: np.ndarray) -> np.ndarray:
@@ -65,7 +72,7 @@ class VideoClip:
         if self._decord is not None:
             self.num_frames = len(self._decord)
         else:
-            cap = cv2.VideoCapture(str(self.path))
+            cap = _open_capture(self.path)
             self.num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
             cap.release()
         if self.num_frames < 1:
@@ -102,14 +109,17 @@ class VideoClip:
                 logger.debug("decord cannot decode %s, falling back to opencv", self.path)
                 self._decord = None
         if rgb is None:
-            rgb = self._read_opencv(indices)
+            return self._read_opencv(indices, gray)
         return to_gray(rgb) if gray else rgb
 
-    def _read_opencv(self, indices: np.ndarray) -> np.ndarray:
-        """Sequential decode up to the largest index (opencv seeking is not frame-accurate)."""
+    def _read_opencv(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        """Sequential decode up to the largest index (opencv seeking is not frame-accurate).
+        Gray frames are converted from BGR directly: the same luma weights as ``to_gray`` of the
+        RGB frame, bit for bit, without the RGB copy."""
+        conversion = cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB
         wanted = set(indices.tolist())
         frames: dict[int, np.ndarray] = {}
-        cap = cv2.VideoCapture(str(self.path))
+        cap = _open_capture(self.path)
         position = 0
         last = int(indices.max())
         while position <= last:
@@ -117,7 +127,7 @@ class VideoClip:
             if not ok:
                 break
             if position in wanted:
-                frames[position] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                frames[position] = cv2.cvtColor(bgr, conversion)
             position += 1
         cap.release()
         if not frames:
@@ -165,7 +175,8 @@ def _read_images(files: list[str], indices: np.ndarray, sample: str, gray: bool)
     if len(shapes) > 1:
         raise DataError(f"sample {sample}: frames of {os.path.dirname(files[0])} differ in size "
                         f"{sorted(shapes)}")
-    return np.stack(decoded)[inverse]
+    stacked = np.stack(decoded)
+    return stacked if np.array_equal(unique, indices) else stacked[inverse]
 
 
 class FrameFolderClip:

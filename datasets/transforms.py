@@ -109,7 +109,7 @@ def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """
     crops = frames[:, box.top:box.top + box.height, box.left:box.left + box.width]
     if box.height == size and box.width == size:
-        return np.ascontiguousarray(crops[:, :, ::-1] if box.flip else crops)
+        return np.array(crops[:, :, ::-1] if box.flip else crops, order="C")  # always a copy
     shrink = min(box.height, box.width) >= AREA_SHRINK * size
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     out = np.empty((len(crops), size, size) + frames.shape[3:], frames.dtype)  # [N, S, S(, 3)]

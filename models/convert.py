@@ -20,35 +20,23 @@ from torch import Tensor
 
 from utils.errors import UserError
 
-# original name pattern -> our name pattern, for keys renamed one to one
+# original name <-> our name, for keys renamed one to one; {i} is a layer number, {norm} norm1 or
+# norm3, {rest} the remainder of the key. Both directions are compiled from this one table.
 _RENAMES = (
-    (r"^sft\.positional_embedding$", "temporal.positional_embedding"),
-    (r"^sft\.resblocks\.(\d+)\.(.+)$", r"temporal.transformer.resblocks.\1.\2"),
-    (r"^prompts_visual_ln\.(.+)$", r"prompt.visual_ln.\1"),
-    (r"^prompts_visual_proj$", "prompt.visual_proj"),
-    (r"^prompts_generator\.norm\.(.+)$", r"prompt.norm.\1"),
-    (r"^prompts_generator\.alpha$", "prompt.alpha"),
-    (r"^prompts_generator\.decoder\.(\d+)\.(norm1|norm3)\.(.+)$", r"prompt.decoder.\1.\2.\3"),
-    (r"^prompts_generator\.decoder\.(\d+)\.mlp\.0\.(.+)$", r"prompt.decoder.\1.mlp.c_fc.\2"),
-    (r"^prompts_generator\.decoder\.(\d+)\.mlp\.3\.(.+)$", r"prompt.decoder.\1.mlp.c_proj.\2"),
-    (r"^prompts_generator\.decoder\.(\d+)\.cross_attn\.proj\.(.+)$",
-     r"prompt.decoder.\1.cross_attn.out_proj.\2"),
-    (r"^id_classifier\.(.+)$", r"id_head.\1"),
+    ("sft.positional_embedding", "temporal.positional_embedding"),
+    ("sft.resblocks.{i}.{rest}", "temporal.transformer.resblocks.{i}.{rest}"),
+    ("prompts_visual_ln.{rest}", "prompt.visual_ln.{rest}"),
+    ("prompts_visual_proj", "prompt.visual_proj"),
+    ("prompts_generator.norm.{rest}", "prompt.norm.{rest}"),
+    ("prompts_generator.alpha", "prompt.alpha"),
+    ("prompts_generator.decoder.{i}.{norm}.{rest}", "prompt.decoder.{i}.{norm}.{rest}"),
+    ("prompts_generator.decoder.{i}.mlp.0.{rest}", "prompt.decoder.{i}.mlp.c_fc.{rest}"),
+    ("prompts_generator.decoder.{i}.mlp.3.{rest}", "prompt.decoder.{i}.mlp.c_proj.{rest}"),
+    ("prompts_generator.decoder.{i}.cross_attn.proj.{rest}",
+     "prompt.decoder.{i}.cross_attn.out_proj.{rest}"),
+    ("id_classifier.{rest}", "id_head.{rest}"),
 )
-_INVERSE_RENAMES = (
-    (r"^temporal\.positional_embedding$", "sft.positional_embedding"),
-    (r"^temporal\.transformer\.resblocks\.(\d+)\.(.+)$", r"sft.resblocks.\1.\2"),
-    (r"^prompt\.visual_ln\.(.+)$", r"prompts_visual_ln.\1"),
-    (r"^prompt\.visual_proj$", "prompts_visual_proj"),
-    (r"^prompt\.norm\.(.+)$", r"prompts_generator.norm.\1"),
-    (r"^prompt\.alpha$", "prompts_generator.alpha"),
-    (r"^prompt\.decoder\.(\d+)\.(norm1|norm3)\.(.+)$", r"prompts_generator.decoder.\1.\2.\3"),
-    (r"^prompt\.decoder\.(\d+)\.mlp\.c_fc\.(.+)$", r"prompts_generator.decoder.\1.mlp.0.\2"),
-    (r"^prompt\.decoder\.(\d+)\.mlp\.c_proj\.(.+)$", r"prompts_generator.decoder.\1.mlp.3.\2"),
-    (r"^prompt\.decoder\.(\d+)\.cross_attn\.out_proj\.(.+)$",
-     r"prompts_generator.decoder.\1.cross_attn.proj.\2"),
-    (r"^id_head\.(.+)$", r"id_classifier.\1"),
-)
+_PLACEHOLDERS = {"i": r"\d+", "norm": "norm1|norm3", "rest": ".+"}
 _QKV = ("q_proj", "k_proj", "v_proj")
 _ORIGINAL_QKV = re.compile(r"^prompts_generator\.decoder\.(\d+)\.cross_attn\.([qkv])_proj\.weight$")
 _OUR_IN_PROJ = re.compile(r"^prompt\.decoder\.(\d+)\.cross_attn\.in_proj_weight$")
@@ -66,11 +54,21 @@ def is_original_state_dict(state_dict: dict[str, Any]) -> bool:
     return any(key in state_dict for key in _ORIGINAL_MARKERS)
 
 
-def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
-    for pattern, replacement in rules:
-        new, count = re.subn(pattern, replacement, key)
-        if count:
-            return new
+def _template_regex(template: str) -> re.Pattern:
+    """``a.{i}.{rest}`` -> a regex with one named group per placeholder."""
+    pattern = re.escape(template)
+    for name, group in _PLACEHOLDERS.items():
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>{group})")
+    return re.compile(pattern)
+
+
+def _rename(key: str, inverse: bool = False) -> str:
+    """Original name -> ours by :data:`_RENAMES` (ours -> original with ``inverse``)."""
+    for original, ours in _RENAMES:
+        source, target = (ours, original) if inverse else (original, ours)
+        match = _template_regex(source).fullmatch(key)
+        if match:
+            return target.format(**match.groupdict())
     return key
 
 
@@ -88,7 +86,7 @@ def convert_original_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tens
         if match:
             qkv.setdefault(match.group(1), {})[match.group(2)] = value
         else:
-            converted[_rename(key, _RENAMES)] = value
+            converted[_rename(key)] = value
     for layer, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise CheckpointError(f"prompt decoder layer {layer} lacks some of q_proj/k_proj/v_proj; "
@@ -107,7 +105,7 @@ def to_original_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
             for name, part in zip(_QKV, value.chunk(3, dim=0)):
                 original[f"prompts_generator.decoder.{match.group(1)}.cross_attn.{name}.weight"] = part
         else:
-            original[_rename(key, _INVERSE_RENAMES)] = value
+            original[_rename(key, inverse=True)] = value
     return original
 
 

@@ -59,6 +59,11 @@ def test_round_trip_equals_gray_decode(packed):
         np.testing.assert_array_equal(got, source.read(picked, gray=True))
         np.testing.assert_array_equal(store.read_gray(name, picked, crop=(2, 3, 5, 7)),
                                       source.read(picked, gray=True)[:, 2:7, 3:10])
+        run = np.arange(2, 7)  # consecutive: a read-only view of the shard, no copy
+        view = PackedClip(store, name).read(run, gray=True)
+        assert type(view) is np.ndarray and not view.flags.writeable
+        np.testing.assert_array_equal(view, source.read(run, gray=True))
+        assert store.read_gray(name, run).flags.writeable  # the default is a copy
 
 
 def test_dataset_over_packed_equals_frames(packed):
@@ -128,3 +133,19 @@ def test_pack_tool_rejects_precomputed(tmp_path):
     assert pack_dataset.main(["--out", str(tmp_path / "x"), "--no-progress", "--opts", "DATA.LAYOUT",
                               "precomputed", "DATA.FD_ROOT", str(tmp_path), "DATA.AVG_ROOT",
                               str(tmp_path)]) == 2
+
+
+def test_pack_tool_short_side_stores_frames_at_training_resolution(tmp_path):
+    frames = _write_frames(tmp_path / "frames")
+    out = tmp_path / "small"
+    assert pack_dataset.main(["--out", str(out), "--short-side", "9", "--no-progress",
+                              "--opts", *_opts(frames)]) == 0
+    store = PackedStore(out)
+    name = NAMES[1]
+    source = FrameFolderClip(frames / name, name)
+    everything = np.arange(source.num_frames)
+    expected = np.stack([cv2.resize(f, (WIDTH // 2, HEIGHT // 2), interpolation=cv2.INTER_AREA)
+                         for f in source.read(everything, gray=True)])  # short side 18 -> 9
+    np.testing.assert_array_equal(store.read_gray(name, everything), expected)
+    kept = pack_dataset.resize_short_side(expected, 9)
+    assert kept is expected  # already at the size: untouched

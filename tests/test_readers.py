@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip, to_gray
 
 
 def _opencv_sequential(path) -> np.ndarray:
@@ -52,6 +52,9 @@ def test_video_gray_matches_gray_of_rgb(tmp_path, make):
     gray = clip.read(np.arange(4), gray=True)
     assert gray.shape == rgb.shape[:3]
     assert np.array_equal(gray, np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]))
+    opencv = VideoClip(path, "v", backend="opencv")  # gray straight from BGR: the same bits
+    assert np.array_equal(opencv.read(np.array([3, 0, 3]), gray=True),
+                          to_gray(opencv.read(np.array([3, 0, 3]), gray=False)))
 
 
 def test_missing_and_corrupt_video_name_sample_and_file(tmp_path):

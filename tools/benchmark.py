@@ -5,8 +5,8 @@ optimizer step; median over ``--reps`` after ``--warmup``), its FLOPs counted by
 ``torch.utils.flop_counter``, the dense matmul peak of the same device and dtype (large square
 matmuls), model FLOP utilisation (achieved / peak), memory, activation checkpointing on and off,
 ``torch.compile`` on and off, evaluation throughput, per-worker data-loading speed of every
-storage layout (video, frames, precomputed fd/avg JPEGs, packed) against a plain opencv JPEG
-read, and the attention backends on the model's frame-attention shapes.
+storage layout (video, frames, precomputed fd/avg JPEGs, packed at the decoded size and at the
+input size) against a plain opencv JPEG read, and the attention backends on the model's frame-attention shapes.
 
 Example::
 
@@ -47,10 +47,12 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from yacs.config import CfgNode
 
 from datasets.dataset import ClipDataset
-from datasets.ifns import GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX
+from datasets.ifns import (GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX, PlaneNorm, ifns_planes, ifns_planes_uint8,
+                           needed_frames)
 from datasets.ntu import load_class_names
 from datasets.packed import PackedOpener, PackedWriter
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.transforms import crop_resize, eval_crop_boxes
 from models import build_model, clip_size
 from models.attention import Attention
 from trainers.optim import build_optimizer
@@ -542,13 +544,14 @@ def write_precomputed(opener: Callable, names: list[str], out: Path, stride: int
                             [cv2.IMWRITE_JPEG_QUALITY, PRECOMPUTED_JPEG_QUALITY])
 
 
-def write_packed(opener: Callable, names: list[str], out: Path) -> None:
-    """Writes a packed store of ``names`` (see tools/pack_dataset.py)."""
+def write_packed(opener: Callable, names: list[str], out: Path, short_side: int = 0) -> None:
+    """Writes a packed store of ``names`` (see tools/pack_dataset.py; ``short_side`` as its
+    ``--short-side``, 0 = the decoded size)."""
     from tools.pack_dataset import decode_gray
 
     with PackedWriter(out) as writer:
         for name in names:
-            writer.add(name, decode_gray(opener(name)))
+            writer.add(name, decode_gray(opener(name), short_side))
 
 
 def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable) -> ClipDataset:
@@ -579,53 +582,40 @@ def jpeg_baseline_item(root: Path, name: str, indices: np.ndarray, size: int) ->
     return planes.astype(np.float32) * np.float32(GRAY_SCALE / PIXEL_MAX) - np.float32(GRAY_OFFSET)
 
 
-def planes_uint8(gray: np.ndarray, frame_ids: np.ndarray, indices: np.ndarray, stride: int,
-                 num_frames: int) -> np.ndarray:
-    """The proposed IFNS planes kernel: |differences| in uint8 (exact), the k-frame sum in uint16,
-    written once into the normalised float32 output [T, 3, H, W] (same values as
-    ``normalize_planes(ifns_planes(gray.astype(float32), ...))`` to float rounding)."""
-    def at(frame: np.ndarray) -> np.ndarray:
-        return np.searchsorted(frame_ids, np.clip(frame, 0, num_frames - 1))
-
-    out = np.empty((len(indices), 3) + gray.shape[1:], np.float32)  # [T, 3, H, W]
-    for t, (a, b, c, d) in enumerate(zip(at(indices - 1), at(indices - 1 - stride), at(indices),
-                                         at(indices - stride))):
-        out[t, 0] = cv2.absdiff(gray[a], gray[b])
-        out[t, 1] = cv2.absdiff(gray[c], gray[d])
-    window = at(indices[:, None] - np.arange(stride)[None, :])  # [T, k]
-    out[:, 2] = gray[window].sum(axis=1, dtype=np.uint16)
-    scale = np.float32(GRAY_SCALE / PIXEL_MAX)
-    out[:, :2] *= scale
-    out[:, 2] *= scale / np.float32(stride)
-    out -= np.float32(GRAY_OFFSET)
-    return out
-
-
 def bench_stages(cfg: CfgNode, frames: np.ndarray, reps: int) -> dict:
-    """Milliseconds per clip of the derived pipeline's stages after decoding, current vs proposed,
-    on the uint8 gray frames [U, H, W] of one clip (test view: centre crop, centre frames)."""
-    from datasets.ifns import ifns_planes, normalize_planes
-
+    """Milliseconds per clip of the derived pipeline's stages after decoding on the uint8 gray
+    frames [U, H, W] of one clip (test view: centre crop, centre frames): the area and bilinear
+    resizes, and the float32 reference planes against the uint8 kernel the dataset uses."""
     size, stride, count = cfg.DATA.INPUT_SIZE, cfg.DATA.FD_STRIDE, len(frames)
     indices = clip_dataset(cfg, [], None).frame_indices(count, None)[0]  # centre frames [T]
     frame_ids = np.arange(count)
-    side = min(frames.shape[1:])
-    top, left = (frames.shape[1] - side) // 2, (frames.shape[2] - side) // 2
-    crops = [np.ascontiguousarray(f[top:top + side, left:left + side]) for f in frames]
-    resized = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+    box = eval_crop_boxes(frames.shape[1], frames.shape[2], 1)[0]
+    crops = [f[box.top:box.top + box.height, box.left:box.left + box.width] for f in frames]
+    resized = crop_resize(frames, box, size)  # [U, S, S] uint8, what the dataset computes
+    norm = PlaneNorm()
     stages = {
         "resize_area": lambda: [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops],
         "resize_linear": lambda: [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops],
-        "planes_float": lambda: normalize_planes(ifns_planes(resized.astype(np.float32), frame_ids,
-                                                             indices, stride, count)),
-        "planes_uint8": lambda: planes_uint8(resized, frame_ids, indices, stride, count),
+        "crop_resize": lambda: crop_resize(frames, box, size),
+        "planes_float": lambda: norm(ifns_planes(resized.astype(np.float32), frame_ids, indices, stride, count)),
+        "planes_uint8": lambda: ifns_planes_uint8(resized, frame_ids, indices, stride, count, norm),
     }
-    result = {name: 1e3 * statistics.median(time_call(fn, torch.device("cpu"), reps, 1))
+    result = {name: 1e3 * min(time_call(fn, torch.device("cpu"), reps, 1))  # fastest call, as the layouts
               for name, fn in stages.items()}
-    reference = normalize_planes(ifns_planes(resized.astype(np.float32), frame_ids, indices, stride, count))
-    result["planes_uint8_max_abs_diff"] = float(np.abs(planes_uint8(resized, frame_ids, indices, stride,
-                                                                    count) - reference).max())
+    reference = norm(ifns_planes(resized.astype(np.float32), frame_ids, indices, stride, count))
+    result["planes_uint8_max_abs_diff"] = float(np.abs(ifns_planes_uint8(
+        resized, frame_ids, indices, stride, count, norm) - reference).max())
     return {"frames": count, "ms_per_clip": result}
+
+
+def packed_uint8_item(dataset: ClipDataset, index: int) -> np.ndarray:
+    """What a worker would do if the planes were computed on the device: read the needed frames
+    of a packed sample and crop-resize them, returning uint8 [U, S, S] (no planes, no floats)."""
+    clip = dataset.opener(dataset.names[index])
+    indices = dataset.frame_indices(clip.num_frames, None)
+    frames = clip.read(needed_frames(indices, dataset.fd_stride, clip.num_frames), gray=True)
+    box = eval_crop_boxes(frames.shape[1], frames.shape[2], 1)[0]
+    return crop_resize(frames, box, dataset.input_size)
 
 
 @contextlib.contextmanager
@@ -641,57 +631,79 @@ def single_thread():
         cv2.setNumThreads(cv_threads)
 
 
-def time_items(load: Callable[[int], Any], count: int, reps: int) -> float:
-    """Items per second of ``load(i)`` over ``count`` items, best of ``reps`` passes (after one)."""
-    load(0)
-    passes = []
-    for _ in range(max(reps, 1)):
-        start = time.perf_counter()
+def time_interleaved(loads: dict[str, Callable[[int], Any]], count: int, reps: int) -> dict[str, dict]:
+    """Per-item time of every ``loads[name](i)`` over ``count`` items: one untimed pass each, then
+    ``reps`` rounds in which each loader makes one timed pass (the order rotating every round).
+
+    Returns, per name: ``ms_per_clip``, the mean over the items of each item's fastest time (a
+    burst of load from other jobs or of hypervisor steal slows single calls, which this discards),
+    ``clips_per_s`` from it, and ``ms_per_clip_median``, the median pass (load included).
+    """
+    for load in loads.values():
         for i in range(count):
             load(i)
-        passes.append(time.perf_counter() - start)
-    return count / statistics.median(passes)
+    order = list(loads)
+    times = {name: np.zeros((max(reps, 1), count)) for name in order}  # [reps, count] seconds
+    for round_ in range(max(reps, 1)):
+        shift = round_ % len(order)
+        for name in order[shift:] + order[:shift]:
+            for i in range(count):
+                start = time.perf_counter()
+                loads[name](i)
+                times[name][round_, i] = time.perf_counter() - start
+    result = {}
+    for name, seconds in times.items():
+        best = float(seconds.min(axis=0).mean())
+        result[name] = {"clips_per_s": 1.0 / best, "ms_per_clip": 1e3 * best,
+                        "ms_per_clip_median": 1e3 * float(np.median(seconds.mean(axis=1)))}
+    return result
 
 
 def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
-    """Per-worker clips/s of every storage layout over the same clips, and the JPEG baseline."""
+    """Per-worker clips/s of every storage layout over the same clips, the plain opencv JPEG
+    baseline and workers that only read and crop packed frames (``*_uint8``: what would be left
+    on the worker with the planes computed on the device), timed interleaved."""
     cfg = data_config(cfg)
     openers, all_names = source_openers(cfg)
     names = all_names[:args.data_clips]
     source = openers.get("frames", next(iter(openers.values())))
-    result: dict[str, Any] = {"clips": len(names), "input_size": cfg.DATA.INPUT_SIZE,
-                              "num_frames": cfg.DATA.NUM_FRAMES, "source_frames": source(names[0]).num_frames}
+    size = cfg.DATA.INPUT_SIZE
+    result: dict[str, Any] = {"clips": len(names), "input_size": size, "num_frames": cfg.DATA.NUM_FRAMES,
+                              "source_frames": source(names[0]).num_frames,
+                              "loadavg_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="lps_bench_") as tmp:
         start = time.perf_counter()
         write_precomputed(source, names, Path(tmp) / "precomputed", cfg.DATA.FD_STRIDE)
         write_packed(source, names, Path(tmp) / "packed")
+        write_packed(source, names, Path(tmp) / "packed_short", short_side=size)
         logger.info("data: wrote precomputed and packed stores of %d clips in %.1f s", len(names),
                     time.perf_counter() - start)
         layouts = dict(openers)
         layouts["precomputed"] = functools.partial(_open_precomputed, root=Path(tmp) / "precomputed")
         layouts["packed"] = PackedOpener(Path(tmp) / "packed")
-        frame_height = source(names[0]).read(np.array([0]), gray=True).shape[1:]
-        result["frame_size"] = list(frame_height)
+        layouts["packed_short"] = PackedOpener(Path(tmp) / "packed_short")
+        result["frame_size"] = list(source(names[0]).read(np.array([0]), gray=True).shape[1:])
+        loads = {layout: clip_dataset(cfg, names, opener).load for layout, opener in layouts.items()}
+        precomputed = clip_dataset(cfg, names, layouts["precomputed"])
+        indices = [precomputed.frame_indices(precomputed.opener(n).num_frames, None)[0] for n in names]
+        root = Path(tmp) / "precomputed"
+        loads["jpeg_baseline"] = lambda i: jpeg_baseline_item(root, names[i], indices[i], size)
+        for layout in ("packed", "packed_short"):
+            loads[f"{layout}_uint8"] = functools.partial(packed_uint8_item,
+                                                         clip_dataset(cfg, names, layouts[layout]))
         with single_thread():
-            for layout, opener in layouts.items():
-                dataset = clip_dataset(cfg, names, opener)
-                rate = time_items(dataset.load, len(names), args.reps)
-                result[layout] = {"clips_per_s": rate, "ms_per_clip": 1e3 / rate}
-                logger.info("data %-12s %8.1f clips/s per worker (%.2f ms per clip)", layout, rate, 1e3 / rate)
-            dataset = clip_dataset(cfg, names, layouts["precomputed"])
-            indices = [dataset.frame_indices(dataset.opener(n).num_frames, None)[0] for n in names]
-            root = Path(tmp) / "precomputed"
-            rate = time_items(lambda i: jpeg_baseline_item(root, names[i], indices[i], cfg.DATA.INPUT_SIZE),
-                              len(names), args.reps)
-            result["jpeg_baseline"] = {"clips_per_s": rate, "ms_per_clip": 1e3 / rate}
-            logger.info("data %-12s %8.1f clips/s per worker (%.2f ms per clip)", "jpeg_baseline",
-                        rate, 1e3 / rate)
+            for layout, timing in time_interleaved(loads, len(names), args.reps).items():
+                result[layout] = timing
+                logger.info("data %-19s %8.1f clips/s per worker (%.2f ms per clip, median pass %.2f)",
+                            layout, timing["clips_per_s"], timing["ms_per_clip"], timing["ms_per_clip_median"])
             clip = source(names[0])
             result["stages"] = bench_stages(cfg, clip.read(np.arange(clip.num_frames), gray=True), args.reps)
             logger.info("data stages (ms per clip): %s", result["stages"]["ms_per_clip"])
+    result["loadavg_after"] = list(os.getloadavg())
     base = result["precomputed"]["clips_per_s"]
     result["ratios"] = {f"{layout}_over_precomputed": result[layout]["clips_per_s"] / base
-                        for layout in ("video", "video_opencv", "frames", "packed") if layout in result}
+                        for layout in ("video", "video_opencv", "frames", "packed", "packed_short",
+                                       "packed_uint8", "packed_short_uint8") if layout in result}
     result["ratios"]["precomputed_over_jpeg_baseline"] = base / result["jpeg_baseline"]["clips_per_s"]
     return result
 

@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
     """Resizes uint8 frames [N, H, W] so that min(H, W) == ``short_side`` (area interpolation)."""
     height, width = frames.shape[1:]
+    if min(height, width) == short_side:
+        return frames
     scale = short_side / min(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 takes (w, h)
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])

@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 ENCODERS = ("ifns", "rgb", "downsample", "bdq")
 LEVELS = (0, 1, 2, 3)
-QUICK_TRAIN_EPOCHS = 3  # --quick: action-model epochs per cell
+QUICK_TRAIN_EPOCHS = 6  # --quick: action-model epochs per cell (tested once, after the last)
 QUICK_ATTACK_EPOCHS = 2  # --quick: attacker epochs
 QUICK_ATTACK_VIDEOS = 20  # --quick: attacker videos per identity in each half
-QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "1000")
+QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "1000", "EVAL_FREQ", "1000")
 FRAME_ATTACKER = "resnet18"
 FRAMES_ROW = "camera frames"  # the encoder column of the frame attacks
 PLOT_DPI = 150
