@@ -67,14 +67,15 @@ class VideoClip:
         if not self.path.is_file():
             raise DataError(f"sample {sample}: video file {self.path} not found")
         self._decord = None
+        self._capture = None  # the opencv capture opened for the frame count, kept for one read
         if backend in ("auto", "decord"):
             self._decord = self._open_decord(backend == "decord")
         if self._decord is not None:
             self.num_frames = len(self._decord)
         else:
-            cap = _open_capture(self.path)
-            self.num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-            cap.release()
+            self._capture = _open_capture(self.path)
+            opened = self._capture.isOpened()
+            self.num_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
         if self.num_frames < 1:
             raise DataError(f"sample {sample}: video file {self.path} has no readable frames")
 
@@ -113,20 +114,21 @@ class VideoClip:
         return to_gray(rgb) if gray else rgb
 
     def _read_opencv(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        """Sequential decode up to the largest index (opencv seeking is not frame-accurate).
-        Gray frames are converted from BGR directly: the same luma weights as ``to_gray`` of the
-        RGB frame, bit for bit, without the RGB copy."""
+        """Sequential decode up to the largest index (opencv seeking is not frame-accurate);
+        only the wanted frames are converted. Gray frames are converted from BGR directly: the
+        same luma weights as ``to_gray`` of the RGB frame, bit for bit, without the RGB copy."""
         conversion = cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB
         wanted = set(indices.tolist())
         frames: dict[int, np.ndarray] = {}
-        cap = _open_capture(self.path)
+        cap = self._capture if self._capture is not None else _open_capture(self.path)
+        self._capture = None  # positioned at frame 0 only once
         position = 0
         last = int(indices.max())
-        while position <= last:
-            ok, bgr = cap.read()
-            if not ok:
-                break
+        while position <= last and cap.grab():
             if position in wanted:
+                ok, bgr = cap.retrieve()
+                if not ok:
+                    break
                 frames[position] = cv2.cvtColor(bgr, conversion)
             position += 1
         cap.release()
