@@ -1,4 +1,5 @@
-"""The clip dataset: one decode per sample, IFNS planes, augmentation, CLIP normalisation.
+"""The clip dataset: one decode per sample, IFNS planes, augmentation, CLIP normalisation (or,
+with ``planes_on_device``, only the augmented uint8 frame windows the planes are computed from).
 
 Every random draw of a sample (frames, crop, flip, jitter, LPS noise) comes from a generator
 seeded with (seed, epoch, index), so a sample is the same whatever the worker, the number of
@@ -14,20 +15,21 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.ifns import (PLANES, PlaneNorm, ifns_planes, ifns_planes_uint8, needed_frames,
-                          normalize_uint8_planes)
+from datasets.ifns import (PLANES, WINDOW_EXTRA, PlaneNorm, ifns_planes, ifns_planes_uint8,
+                          needed_frames, normalize_uint8_planes, window_frames)
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
 from datasets.readers import Clip, DataError, PrecomputedClip, to_gray
 from datasets.sampling import eval_indices, train_indices
-from datasets.transforms import (CropBox, apply_jitter, crop_resize, draw_jitter, eval_crop_boxes,
-                                 train_crop_box)
+from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, draw_jitter,
+                                 eval_crop_boxes, train_crop_box)
 
 logger = logging.getLogger(__name__)
 
 MAX_SKIPS = 16  # training: consecutive unreadable samples tolerated before giving up
 SEED_BITS = 63
+NO_JITTER = Jitter(1.0, 1.0)  # the ``jitter`` of a window item drawn without jitter
 
 ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
 
@@ -43,6 +45,10 @@ class ClipDataset(Dataset):
     Train items: ``clips`` float32 [T, 3, S, S]; test items: ``clips`` [V, T, 3, S, S] with
     V = num_clip * num_crop (clip-major: view = clip * num_crop + crop). Both also carry ``label``,
     ``identity``, ``index`` and ``num_bad`` (unreadable samples skipped to produce this item).
+    With ``planes_on_device``, ``clips`` holds uint8 frame windows instead, [T, k + 2, S, S] (train)
+    or [V, T, k + 2, S, S] (test): the cropped, resized and flipped gray frames t-k-1..t of every
+    sampled t, for :func:`~datasets.ifns.planes_from_windows`; train items also carry ``jitter``,
+    float32 [2] brightness and contrast ((1, 1) when none was drawn), applied there.
 
     Args:
         names: canonical sample names.
@@ -63,13 +69,14 @@ class ClipDataset(Dataset):
             is None and the collate drops it) instead of raising.
         rgb_pairs: items are pairs of RGB frames for a baseline input encoder instead of planes.
         plane_norm: normalisation of the planes (CLIP's by default).
+        planes_on_device: items are uint8 frame windows (and the jitter) instead of planes.
     """
 
     def __init__(self, *, names: list[str], opener: ClipOpener, train: bool, num_frames: int,
                  fd_stride: int, input_size: int, scales: list[float], flip: bool,
                  color_jitter: float, num_clip: int, num_crop: int, seed: int, lps_level: int,
                  skip_bad: bool, rgb_pairs: bool = False,
-                 plane_norm: PlaneNorm = PlaneNorm()) -> None:
+                 plane_norm: PlaneNorm = PlaneNorm(), planes_on_device: bool = False) -> None:
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
@@ -89,6 +96,7 @@ class ClipDataset(Dataset):
         self.skip_bad = skip_bad
         self.rgb_pairs = rgb_pairs
         self.plane_norm = plane_norm
+        self.planes_on_device = planes_on_device
 
     @property
     def num_views(self) -> int:
@@ -99,9 +107,16 @@ class ClipDataset(Dataset):
     def item_shape(self) -> tuple[int, ...]:
         """Shape of one item's ``clips``."""
         frame = (self.num_frames, PLANES, self.input_size, self.input_size)
+        if self.planes_on_device:
+            frame = (self.num_frames, self.fd_stride + WINDOW_EXTRA, self.input_size, self.input_size)
         if self.rgb_pairs:
             frame = (self.num_frames, 2, 3, self.input_size, self.input_size)
         return frame if self.train else (self.num_views,) + frame
+
+    @property
+    def item_dtype(self) -> torch.dtype:
+        """dtype of one item's ``clips``."""
+        return torch.uint8 if self.planes_on_device else torch.float32
 
     def __len__(self) -> int:
         return len(self.names)
@@ -111,7 +126,7 @@ class ClipDataset(Dataset):
         for skipped in range(MAX_SKIPS if self.skip_bad else 1):
             current = (index + skipped) % len(self.names)
             try:
-                clips = self.load(current, epoch)
+                clips, jitter = self.load_with_jitter(current, epoch)
             except DataError as exc:
                 if not self.skip_bad:
                     raise
@@ -119,8 +134,11 @@ class ClipDataset(Dataset):
                 if not self.train:
                     return None
                 continue
-            return {"clips": torch.from_numpy(clips), "label": self.labels[current],
+            item = {"clips": torch.from_numpy(clips), "label": self.labels[current],
                     "identity": self.identities[current], "index": current, "num_bad": skipped}
+            if self.planes_on_device and self.train:
+                item["jitter"] = torch.from_numpy((jitter or NO_JITTER).as_array())
+            return item
         raise DataError(f"{MAX_SKIPS} consecutive samples from {self.names[index]} are unreadable; "
                         "check the data folder")
 
@@ -131,7 +149,16 @@ class ClipDataset(Dataset):
         return eval_indices(num_frames_in_clip, self.num_frames, self.num_clip)
 
     def load(self, index: int, epoch: int = 0) -> np.ndarray:
-        """Reads and transforms sample ``index``; returns float32 :attr:`item_shape` clips.
+        """Reads and transforms sample ``index``; returns :attr:`item_shape` clips of
+        :attr:`item_dtype` (float32 planes, or uint8 windows with ``planes_on_device``).
+
+        Raises:
+            DataError: a missing or corrupt file of the sample.
+        """
+        return self.load_with_jitter(index, epoch)[0]
+
+    def load_with_jitter(self, index: int, epoch: int = 0) -> tuple[np.ndarray, Jitter | None]:
+        """:meth:`load`, plus the colour jitter drawn for the sample (None: none drawn, or test).
 
         Raises:
             DataError: a missing or corrupt file of the sample.
@@ -140,12 +167,16 @@ class ClipDataset(Dataset):
         clip = self.opener(self.names[index])
         indices = self.frame_indices(clip.num_frames, rng)  # [C, T]
         if isinstance(clip, PrecomputedClip):
-            views = self._precomputed_views(clip, indices, rng)
+            if self.planes_on_device:
+                raise ValueError("planes_on_device needs frames; the precomputed layout holds planes")
+            views, jitter = self._precomputed_views(clip, indices, rng)
+        elif self.planes_on_device:
+            views, jitter = self._window_views(clip, indices, rng)
         else:
-            views = self._derived_views(clip, indices, rng)
+            views, jitter = self._derived_views(clip, indices, rng)
         if self.train:
-            return views[0]  # [T, 3, S, S]
-        return views[0][None] if len(views) == 1 else np.stack(views)  # [V, T, 3, S, S]
+            return views[0], jitter  # [T, 3, S, S] (windows: [T, k + 2, S, S])
+        return (views[0][None] if len(views) == 1 else np.stack(views)), jitter  # [V, T, ...]
 
     def _boxes(self, height: int, width: int, rng: np.random.Generator) -> list[CropBox]:
         if self.train:
@@ -161,12 +192,33 @@ class ClipDataset(Dataset):
         degraded = simulate_lps(rgb, self.lps_level, generator).permute(0, 2, 3, 1).numpy()
         return to_gray(np.ascontiguousarray(degraded))
 
+    def _window_views(self, clip: Clip, indices: np.ndarray,
+                      rng: np.random.Generator) -> tuple[list[np.ndarray], Jitter | None]:
+        """uint8 windows [T, k + 2, S, S] per view, with the same draws as :meth:`_derived_views`."""
+        n = clip.num_frames
+        frame_ids = needed_frames(indices, self.fd_stride, n)
+        frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]
+        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
+        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        positions = np.searchsorted(frame_ids, window_frames(indices, self.fd_stride, n))  # [C, T, k + 2]
+        crops = [self._window_source(frames, box) for box in boxes]  # B x uint8 [U, S, S]
+        return [crop[clip_positions] for clip_positions in positions for crop in crops], jitter
+
+    def _window_source(self, frames: np.ndarray, box: CropBox) -> np.ndarray:
+        """uint8 [U, S, S] crops of ``box`` to gather the windows from: a view of ``frames`` when
+        the box needs neither a resize nor a flip (the gather is then the only copy)."""
+        size = self.input_size
+        if box.height == size and box.width == size and not box.flip:
+            return frames[:, box.top:box.top + size, box.left:box.left + size]
+        return crop_resize(frames, box, size)
+
     def _derived_views(self, clip: Clip, indices: np.ndarray,
-                       rng: np.random.Generator) -> list[np.ndarray]:
+                       rng: np.random.Generator) -> tuple[list[np.ndarray], Jitter | None]:
         if self.rgb_pairs:
+            jitter = draw_jitter(self.color_jitter, rng) if self.train else None
             return rgb_pair_views(clip, indices, stride=self.fd_stride, size=self.input_size,
                                   lps_level=self.lps_level, make_boxes=lambda h, w: self._boxes(h, w, rng),
-                                  jitter=draw_jitter(self.color_jitter, rng) if self.train else None, rng=rng)
+                                  jitter=jitter, rng=rng), jitter
         n = clip.num_frames
         frame_ids = needed_frames(indices, self.fd_stride, n)
         frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]
@@ -184,10 +236,10 @@ class ClipDataset(Dataset):
                 else:
                     planes = self.plane_norm(ifns_planes(gray, frame_ids, clip_indices, self.fd_stride, n))
                 views[c].append(planes)  # [T, 3, S, S]
-        return [view for per_clip in views for view in per_clip]
+        return [view for per_clip in views for view in per_clip], jitter
 
     def _precomputed_views(self, clip: PrecomputedClip, indices: np.ndarray,
-                           rng: np.random.Generator) -> list[np.ndarray]:
+                           rng: np.random.Generator) -> tuple[list[np.ndarray], Jitter | None]:
         planes = [clip.read_planes(clip_indices) for clip_indices in indices]  # C x [T, 3, H, W]
         height, width = planes[0].shape[2:]
         boxes = self._boxes(height, width, rng)
@@ -203,21 +255,24 @@ class ClipDataset(Dataset):
                 else:
                     jittered = apply_jitter(crops.astype(np.float32), jitter)
                     views.append(self.plane_norm(jittered.reshape(shape)))  # [T, 3, S, S]
-        return views
+        return views, jitter
 
 
 @dataclass(frozen=True)
 class ClipCollate:
     """Stacks items into a batch, dropping None items (skipped test samples).
 
-    Batch: ``clips`` float32 [B, ...item_shape], ``label``/``identity``/``index`` int64 [B],
-    ``num_bad`` int64 scalar (unreadable samples skipped for this batch).
+    Batch: ``clips`` [B, ...item_shape] (float32 planes or uint8 windows), ``label``/``identity``/
+    ``index`` int64 [B], ``num_bad`` int64 scalar (unreadable samples skipped for this batch), and
+    ``jitter`` float32 [B, 2] when the items carry one (training windows).
 
     Args:
         item_shape: shape of one item's clips (used for an all-skipped, empty batch).
+        item_dtype: dtype of one item's clips (likewise).
     """
 
     item_shape: tuple[int, ...]
+    item_dtype: torch.dtype = torch.float32
 
     def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
         kept = [item for item in items if item is not None]
@@ -225,8 +280,10 @@ class ClipCollate:
         if kept:
             clips = torch.stack([item["clips"] for item in kept])
         else:
-            clips = torch.empty((0,) + tuple(self.item_shape))
+            clips = torch.empty((0,) + tuple(self.item_shape), dtype=self.item_dtype)
         batch = {"clips": clips}
+        if kept and "jitter" in kept[0]:
+            batch["jitter"] = torch.stack([item["jitter"] for item in kept])  # [B, 2]
         for key in ("label", "identity", "index"):
             batch[key] = torch.tensor([item[key] for item in kept], dtype=torch.long)
         batch["num_bad"] = torch.tensor(num_bad, dtype=torch.long)

@@ -9,6 +9,10 @@ For a sampled frame index t and stride k (``DATA.FD_STRIDE``), with indices clam
 where g is the grayscale of the (degraded) frame. All three planes of all sampled frames need only
 the frames t-k-1..t, so :func:`needed_frames` gives the union to decode once.
 
+With ``DATA.PLANES_ON_DEVICE`` the workers return, per sampled t, the uint8 window w of the k + 2
+frames t-k-1..t (:func:`window_frames`), and :func:`planes_from_windows` computes on the device
+fd(t-1) = |w[k] - w[0]|, fd(t) = |w[k+1] - w[1]| and avg(t) = mean(w[2..k+1]).
+
 CLIP normalisation of a gray value x (on the 0..1 scale) replicated on the three channels and
 averaged after the per-channel normalisation is one affine map:
 mean_c((x - m_c) / s_c) = x * mean_c(1 / s_c) - mean_c(m_c / s_c),
@@ -26,6 +30,9 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
+
+from datasets.transforms import apply_jitter_torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -33,6 +40,7 @@ PIXEL_MAX = 255.0
 GRAY_SCALE = float(np.mean([1.0 / s for s in CLIP_STD]))
 GRAY_OFFSET = float(np.mean([m / s for m, s in zip(CLIP_MEAN, CLIP_STD)]))
 PLANES = 3  # fd(t-1), fd(t), avg(t)
+WINDOW_EXTRA = 2  # a window holds k + 2 frames, t-k-1 .. t
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,44 @@ def needed_frames(indices: np.ndarray, stride: int, num_frames: int) -> np.ndarr
     offsets = np.arange(-stride - 1, 1)  # t-k-1 .. t
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1, 1) + offsets
     return np.unique(np.clip(wanted, 0, num_frames - 1))
+
+
+def window_frames(indices: np.ndarray, stride: int, num_frames: int) -> np.ndarray:
+    """The frames t-k-1, ..., t of every sampled t, clamped to the clip: ``[..., T, k + 2]``.
+
+    Args:
+        indices: sampled frame indices t ``[..., T]``.
+        stride: the frame-difference stride k.
+        num_frames: frames in the clip.
+    """
+    offsets = np.arange(-stride - 1, 1)  # t-k-1 .. t
+    return np.clip(np.asarray(indices, dtype=np.int64)[..., None] + offsets, 0, num_frames - 1)
+
+
+def planes_from_windows(windows: torch.Tensor, norm: PlaneNorm = PlaneNorm(),
+                        jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """The normalised planes of frame windows, on the windows' device: ``ifns_planes`` then
+    ``norm`` (after ``apply_jitter`` when ``jitter`` is given) to float rounding.
+
+    Args:
+        windows: uint8 ``[B, ..., T, k + 2, H, W]`` windows t-k-1..t (:func:`window_frames`).
+        norm: the plane normalisation.
+        jitter: float32 ``[B, 2]`` brightness and contrast per sample (identity ``(1, 1)`` = none),
+            or None.
+
+    Returns:
+        float32 ``[B, ..., T, 3, H, W]`` normalised planes.
+    """
+    stride = windows.shape[-3] - WINDOW_EXTRA
+    gray = windows.float()  # [B, ..., T, k + 2, H, W]
+    if jitter is not None:
+        gray = apply_jitter_torch(gray, jitter.to(gray.device))
+    fd_prev = (gray[..., stride, :, :] - gray[..., 0, :, :]).abs()  # [B, ..., T, H, W]
+    fd_now = (gray[..., stride + 1, :, :] - gray[..., 1, :, :]).abs()
+    avg = gray[..., WINDOW_EXTRA:, :, :].mean(dim=-3)
+    planes = torch.stack([fd_prev, fd_now, avg], dim=-3)  # [B, ..., T, 3, H, W]
+    scale, shift = torch.tensor(norm.affine(), dtype=planes.dtype, device=planes.device).unbind(-1)
+    return torch.addcmul(shift[:, None, None], planes, scale[:, None, None])
 
 
 def ifns_planes(gray: np.ndarray, frame_ids: np.ndarray, indices: np.ndarray, stride: int,

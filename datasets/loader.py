@@ -95,8 +95,9 @@ class Loaders:
 
     Args:
         train: training loader (batches of ``clips`` [B, T, 3, S, S], ``label``, ``identity``,
-            ``index``, ``num_bad``).
-        val: evaluation loader (``clips`` [B, V, T, 3, S, S], ...).
+            ``index``, ``num_bad``; with ``DATA.PLANES_ON_DEVICE`` uint8 windows [B, T, k + 2, S, S]
+            and ``jitter`` [B, 2] for :func:`~datasets.ifns.planes_from_windows`).
+        val: evaluation loader (``clips`` [B, V, T, 3, S, S] or windows [B, V, T, k + 2, S, S], ...).
         train_sampler: call ``set_epoch(epoch)`` before each epoch.
         val_sampler: this rank's shard of the validation set.
         class_names: the K action names.
@@ -201,8 +202,13 @@ def _check_labels(names: list[str], num_classes: int, num_identities: int, part:
                             f"DATA.NUM_IDENTITIES = {num_identities}; raise DATA.NUM_IDENTITIES")
 
 
-def build_datasets(cfg: CfgNode) -> DataSplits:
+def build_datasets(cfg: CfgNode, planes_on_device: bool = False) -> DataSplits:
     """Finds the samples, splits them by the benchmark (or the split lists) and builds datasets.
+
+    Args:
+        cfg: the experiment config.
+        planes_on_device: items are uint8 frame windows (``DATA.PLANES_ON_DEVICE``, set by
+            :func:`build_loaders` for the train/test step); False (tools): planes.
 
     Raises:
         UserError: a missing data folder, split list or label file, or labels beyond the config.
@@ -234,7 +240,8 @@ def build_datasets(cfg: CfgNode) -> DataSplits:
                   color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
                   num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
                   rgb_pairs=cfg.MODEL.ENCODER != "ifns", skip_bad=data.SKIP_BAD,
-                  plane_norm=PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD))
+                  plane_norm=PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD),
+                  planes_on_device=planes_on_device)
     train = ClipDataset(names=train_names, train=True, **common)
     val = ClipDataset(names=val_names, train=False, **common)
     class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)
@@ -258,7 +265,7 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
     Raises:
         UserError: see :func:`build_datasets`; also a training set smaller than one batch per rank.
     """
-    splits = build_datasets(cfg)
+    splits = build_datasets(cfg, planes_on_device=cfg.DATA.PLANES_ON_DEVICE)
     data = cfg.DATA
     train_sampler = TrainSampler(len(splits.train), rank, world_size, cfg.SEED)
     val_sampler = EvalSampler(len(splits.val), rank, world_size)
@@ -270,9 +277,11 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
                   pin_memory=data.PIN_MEMORY and torch.cuda.is_available(),
                   worker_init_fn=_worker_init if workers > 0 else None)
     train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
-                       drop_last=True, collate_fn=ClipCollate(splits.train.item_shape), **common)
+                       drop_last=True, **common,
+                       collate_fn=ClipCollate(splits.train.item_shape, splits.train.item_dtype))
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,
-                     drop_last=False, collate_fn=ClipCollate(splits.val.item_shape), **common)
+                     drop_last=False, **common,
+                     collate_fn=ClipCollate(splits.val.item_shape, splits.val.item_dtype))
     train_identities = set(splits.train.identities)
     logger.info("data: %d train / %d val videos from %s, %d classes, %d train identities",
                 len(splits.train), len(splits.val), splits.root, len(splits.class_names),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
 MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
@@ -52,6 +53,10 @@ class Jitter:
 
     brightness: float
     contrast: float
+
+    def as_array(self) -> np.ndarray:
+        """float32 ``[2]`` (brightness, contrast): the item's ``jitter`` for :func:`apply_jitter_torch`."""
+        return np.array([self.brightness, self.contrast], np.float32)
 
 
 def train_crop_box(height: int, width: int, scales: list[float], flip: bool,
@@ -137,3 +142,24 @@ def apply_jitter(gray: np.ndarray, jitter: Jitter) -> np.ndarray:
     mean = out.mean(axis=(1, 2), keepdims=True)  # [N, 1, 1]
     out = (out - mean) * jitter.contrast + mean
     return np.clip(out, 0.0, PIXEL_MAX).astype(np.float32)
+
+
+def apply_jitter_torch(gray: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_jitter` in torch, one jitter per sample: the same math and clamping.
+
+    Items without a jitter carry the identity ``(1, 1)`` and come back unchanged (bit for bit).
+
+    Args:
+        gray: float32 ``[B, ..., H, W]`` frames on the 0..255 scale (each frame's own mean is used).
+        jitter: float32 ``[B, 2]`` (brightness, contrast) per sample, see :meth:`Jitter.as_array`.
+
+    Returns:
+        float32 ``[B, ..., H, W]``.
+    """
+    factors = jitter.to(gray.dtype).reshape(jitter.shape[:1] + (1,) * (gray.dim() - 1) + (2,))
+    brightness, contrast = factors.unbind(-1)  # [B, 1, ..., 1] each
+    out = gray * brightness
+    mean = out.mean(dim=(-2, -1), keepdim=True)  # [B, ..., 1, 1]
+    out = ((out - mean) * contrast + mean).clamp_(0.0, PIXEL_MAX)
+    identity = (jitter == 1.0).all(dim=-1).reshape(brightness.shape)  # [B, 1, ..., 1]
+    return torch.where(identity, gray, out)

@@ -33,9 +33,13 @@ def test_benchmark_json_schema(tmp_path):
     for backend in ("math", "sdpa"):
         assert result["attention"][backend]["fwd_bwd_s"] > 0
     assert "available" in result["attention"]["triton"]
-    for layout in ("video", "frames", "precomputed", "packed", "jpeg_baseline"):
+    for layout in ("video", "frames", "precomputed", "packed", "packed_device", "packed_device_train",
+                   "packed_short_train", "jpeg_baseline"):
         assert result["data"][layout]["clips_per_s"] > 0, layout
     assert result["data"]["ratios"]["packed_over_precomputed"] > 0
+    device = result["data"]["packed_device"]
+    assert device["device_planes_ms"] > 0 and device["device_planes_max_abs_diff"] < 1e-4
+    assert device["window_bytes"] == 4 * (4 + 2) * 16 * 16  # T (k + 2) S S uint8, k = FD_STRIDE 4
 
 
 def test_flop_count_includes_cpu_fused_attention():

@@ -6,7 +6,8 @@ optimizer step; median over ``--reps`` after ``--warmup``), its FLOPs counted by
 matmuls), model FLOP utilisation (achieved / peak), memory, activation checkpointing on and off,
 ``torch.compile`` on and off, evaluation throughput, per-worker data-loading speed of every
 storage layout (video, frames, precomputed fd/avg JPEGs, packed at the decoded size and at the
-input size) against a plain opencv JPEG read, and the attention backends on the model's frame-attention shapes.
+input size, packed with the planes computed on the device) against a plain opencv JPEG read, and
+the attention backends on the model's frame-attention shapes.
 
 Example::
 
@@ -48,7 +49,7 @@ from yacs.config import CfgNode
 
 from datasets.dataset import ClipDataset
 from datasets.ifns import (GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX, PlaneNorm, ifns_planes, ifns_planes_uint8,
-                           needed_frames)
+                           needed_frames, planes_from_windows)
 from datasets.ntu import load_class_names
 from datasets.packed import PackedOpener, PackedWriter
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
@@ -554,13 +555,27 @@ def write_packed(opener: Callable, names: list[str], out: Path, short_side: int 
             writer.add(name, decode_gray(opener(name), short_side))
 
 
-def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable) -> ClipDataset:
-    """A deterministic single-view dataset (centre crop, centre frames) over ``names``."""
+def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable,
+                 planes_on_device: bool = False) -> ClipDataset:
+    """A deterministic single-view dataset (centre crop, centre frames) over ``names``
+    (``planes_on_device``: its items are the uint8 frame windows)."""
     data = cfg.DATA
     return ClipDataset(names=names, opener=opener, train=False, num_frames=data.NUM_FRAMES,
                        fd_stride=data.FD_STRIDE, input_size=data.INPUT_SIZE,
                        scales=list(cfg.AUG.SCALES), flip=False, color_jitter=0.0, num_clip=1,
-                       num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False)
+                       num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False,
+                       planes_on_device=planes_on_device)
+
+
+def train_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_device: bool) -> ClipDataset:
+    """A training dataset over ``names`` with the config's augmentation (multi-scale crop, flip,
+    colour jitter); its items are drawn for epoch 0, so every timed pass loads the same items."""
+    data = cfg.DATA
+    return ClipDataset(names=names, opener=opener, train=True, num_frames=data.NUM_FRAMES,
+                       fd_stride=data.FD_STRIDE, input_size=data.INPUT_SIZE,
+                       scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP, color_jitter=cfg.AUG.COLOR_JITTER,
+                       num_clip=1, num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False,
+                       planes_on_device=planes_on_device)
 
 
 def jpeg_baseline_item(root: Path, name: str, indices: np.ndarray, size: int) -> np.ndarray:
@@ -606,6 +621,18 @@ def bench_stages(cfg: CfgNode, frames: np.ndarray, reps: int) -> dict:
     result["planes_uint8_max_abs_diff"] = float(np.abs(ifns_planes_uint8(
         resized, frame_ids, indices, stride, count, norm) - reference).max())
     return {"frames": count, "ms_per_clip": result}
+
+
+def bench_device_planes(worker: ClipDataset, windows_dataset: ClipDataset, reps: int) -> dict:
+    """The device step of ``DATA.PLANES_ON_DEVICE`` for one clip on the CPU (one thread): the
+    milliseconds of :func:`planes_from_windows` on the windows of sample 0, and its largest
+    difference to the planes the worker computes otherwise."""
+    windows = torch.from_numpy(windows_dataset.load(0))  # uint8 [1, T, k + 2, S, S]
+    norm = windows_dataset.plane_norm
+    seconds = time_call(lambda: planes_from_windows(windows, norm), torch.device("cpu"), reps, 1)
+    diff = (planes_from_windows(windows, norm) - torch.from_numpy(worker.load(0))).abs().max()
+    return {"device_planes_ms": 1e3 * min(seconds), "window_bytes": windows.numel(),
+            "device_planes_max_abs_diff": float(diff)}
 
 
 def packed_uint8_item(dataset: ClipDataset, index: int) -> np.ndarray:
@@ -661,8 +688,11 @@ def time_interleaved(loads: dict[str, Callable[[int], Any]], count: int, reps: i
 
 def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
     """Per-worker clips/s of every storage layout over the same clips, the plain opencv JPEG
-    baseline and workers that only read and crop packed frames (``*_uint8``: what would be left
-    on the worker with the planes computed on the device), timed interleaved."""
+    baseline, workers that only read and crop packed frames (``*_uint8``: the floor of a worker
+    without planes) and ``packed_device`` (the input-size packed store with
+    ``DATA.PLANES_ON_DEVICE``: the uint8 frame windows a worker returns), timed interleaved; plus
+    training items of that store (``*_train``: the config's multi-scale crop, flip and jitter) with
+    the planes on the worker and on the device, and the device step timed on one CPU thread."""
     cfg = data_config(cfg)
     openers, all_names = source_openers(cfg)
     names = all_names[:args.data_clips]
@@ -691,11 +721,19 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
         for layout in ("packed", "packed_short"):
             loads[f"{layout}_uint8"] = functools.partial(packed_uint8_item,
                                                          clip_dataset(cfg, names, layouts[layout]))
+        windows = clip_dataset(cfg, names, layouts["packed_short"], planes_on_device=True)
+        loads["packed_device"] = windows.load
+        for layout, on_device in (("packed_short_train", False), ("packed_device_train", True)):
+            loads[layout] = train_dataset(cfg, names, layouts["packed_short"], on_device).load
         with single_thread():
             for layout, timing in time_interleaved(loads, len(names), args.reps).items():
                 result[layout] = timing
                 logger.info("data %-19s %8.1f clips/s per worker (%.2f ms per clip, median pass %.2f)",
                             layout, timing["clips_per_s"], timing["ms_per_clip"], timing["ms_per_clip_median"])
+            result["packed_device"].update(bench_device_planes(
+                clip_dataset(cfg, names, layouts["packed_short"]), windows, args.reps))
+            logger.info("data packed_device: planes from the windows %.2f ms per clip on one CPU thread",
+                        result["packed_device"]["device_planes_ms"])
             clip = source(names[0])
             result["stages"] = bench_stages(cfg, clip.read(np.arange(clip.num_frames), gray=True), args.reps)
             logger.info("data stages (ms per clip): %s", result["stages"]["ms_per_clip"])
@@ -703,7 +741,9 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
     base = result["precomputed"]["clips_per_s"]
     result["ratios"] = {f"{layout}_over_precomputed": result[layout]["clips_per_s"] / base
                         for layout in ("video", "video_opencv", "frames", "packed", "packed_short",
-                                       "packed_uint8", "packed_short_uint8") if layout in result}
+                                       "packed_uint8", "packed_short_uint8", "packed_device",
+                                       "packed_short_train", "packed_device_train")
+                        if layout in result}
     result["ratios"]["precomputed_over_jpeg_baseline"] = base / result["jpeg_baseline"]["clips_per_s"]
     return result
 

@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from yacs.config import CfgNode
 
 from datasets import build_loaders, build_mixup
+from datasets.ifns import PlaneNorm, planes_from_windows
 from models import build_model
 from trainers.checkpoint import (BEST_NAME, LAST_NAME, CheckpointError, FORMAT_VERSION,
                                  epoch_checkpoint_name, find_latest_checkpoint, load_checkpoint,
@@ -104,6 +105,8 @@ class Trainer:
         print_freq: progress line every N optimizer steps.
         writer: TensorBoard writer (rank 0) or None.
         counters: the counters, updated in place.
+        device_planes: the batches hold uint8 frame windows (``DATA.PLANES_ON_DEVICE``) whose
+            planes are computed on the device with this normalisation; None = they hold planes.
     """
 
     model: nn.Module
@@ -123,6 +126,7 @@ class Trainer:
     print_freq: int = 20
     writer: Any = None
     counters: TrainCounters = field(default_factory=TrainCounters)
+    device_planes: PlaneNorm | None = None
 
     def steps_per_epoch(self, num_batches: int) -> int:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
@@ -135,6 +139,8 @@ class Trainer:
 
     def _targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         clips = batch["clips"].to(self.device, non_blocking=True)  # [B, T, 3, H, W]
+        if self.device_planes is not None:  # uint8 windows [B, T, k + 2, H, W] -> [B, T, 3, H, W]
+            clips = planes_from_windows(clips, self.device_planes, batch["jitter"].to(self.device))
         label = batch["label"].to(self.device, non_blocking=True)
         identity = batch["identity"].to(self.device, non_blocking=True)
         if self.mixup is not None:
@@ -396,6 +402,8 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
         logger.info("TRAIN.OPT_LEVEL %s (apex) mapped to torch.amp precision %s", cfg.TRAIN.OPT_LEVEL,
                     cfg.TRAIN.PRECISION)
     mixup_rng = np.random.default_rng([cfg.SEED, info.rank])
+    device_planes = (PlaneNorm.from_lists(cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD)
+                     if cfg.DATA.PLANES_ON_DEVICE else None)
     loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS, weight=cfg.TRAIN.PRIVACY_WEIGHT,
                           label_smoothing=cfg.AUG.LABEL_SMOOTH)
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
@@ -404,7 +412,7 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
                       mixup=build_mixup(cfg, mixup_rng), accumulation_steps=cfg.TRAIN.ACCUMULATION_STEPS,
                       clip_grad=cfg.TRAIN.CLIP_GRAD, max_nonfinite=cfg.TRAIN.MAX_NONFINITE,
                       head_optimizer=_build_head_optimizer(cfg, model), head_steps=cfg.TRAIN.ADV_STEPS - 1,
-                      world_size=info.world_size, print_freq=cfg.PRINT_FREQ)
+                      world_size=info.world_size, print_freq=cfg.PRINT_FREQ, device_planes=device_planes)
 
     resume = resolve_resume(cfg, info)
     if resume:
@@ -426,7 +434,8 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
     def run_eval(epoch: int) -> dict[str, Any]:
         metrics = evaluate(trainer.model, loaders.val, info=info, precision=cfg.TRAIN.PRECISION,
                            num_classes=len(loaders.class_names), train_identities=loaders.train_identities,
-                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT)
+                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT,
+                           device_planes=device_planes)
         logger.info("Test (epoch %d): %s", epoch, format_metrics(metrics))
         return metrics
 

@@ -49,6 +49,9 @@ _C.DATA.INPUT_SIZE = 224  # square crop fed to the model (pixels)
 # (tools/plane_stats.py prints them).
 _C.DATA.PLANE_MEAN = []
 _C.DATA.PLANE_STD = []
+# True: workers return uint8 frame windows; the three IFNS planes are computed on the device in
+# the train/test step (fastest with DATA.LAYOUT packed)
+_C.DATA.PLANES_ON_DEVICE = False
 _C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
 _C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
 _C.DATA.SKIP_BAD = False  # True: skip and count unreadable samples; False: stop with an error
@@ -258,6 +261,9 @@ def _validate(cfg: CN) -> None:
     if (mean or std) and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         raise ConfigError(f"DATA.PLANE_MEAN and DATA.PLANE_STD need 3 values each (std > 0) or both "
                           f"empty, got {list(mean)} and {list(std)}")
+    if cfg.DATA.PLANES_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
+        raise ConfigError("DATA.PLANES_ON_DEVICE True needs MODEL.ENCODER ifns and a DATA.LAYOUT with "
+                          "frames (video, frames or packed); set it False")
 
 
 def resolve_path(path: str) -> str:
