@@ -19,6 +19,7 @@ from trainers.distributed import DistInfo, cleanup_distributed, init_distributed
 from trainers.trainer import print_summary, run
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
+from utils.allocator import keep_freed_memory
 from utils.logger import setup_logging
 from utils.misc import atomic_write_text, seed_everything
 
@@ -124,6 +125,8 @@ def _run(cfg: CfgNode, info: DistInfo) -> int:
     if info.is_main:
         _write_config(cfg, cfg.OUTPUT)
         logger.info("run folder %s (resolved config in %s)", cfg.OUTPUT, CONFIG_NAME)
+    if info.device.type == "cpu" and keep_freed_memory():
+        logger.info("host allocator: freed memory is kept for reuse (utils/allocator.py)")
     seed_everything(cfg.SEED + info.rank)
     metrics = run(cfg, info)
     if info.is_main:

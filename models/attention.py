@@ -8,7 +8,10 @@ are batch-first.
 
 Backends (``MODEL.ATTN_BACKEND``):
     ``sdpa``: ``F.scaled_dot_product_attention`` (FlashAttention / cuDNN / memory-efficient
-    kernels on GPU, a fused kernel on CPU).
+    kernels on GPU, a fused kernel on CPU). On CPU in bf16/fp16 the explicit formula of ``math``
+    is used instead: PyTorch's fused CPU kernel measured 1.3-5.7x slower forward + backward on
+    every attention shape of the model (``tools/benchmark.py --what attention``,
+    ``docs/performance.md``), while in fp32 the two are close and the fused kernel stays.
     ``math``: explicit softmax, the reference the tests compare against.
     ``triton``: the project's fused frame attention with one extra message key/value
     (``models.triton_attention``); other attentions, and devices where the kernel is not
@@ -28,6 +31,7 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("sdpa", "math", "triton")
+CPU_MATH_DTYPES = (torch.bfloat16, torch.float16)  # where ``sdpa`` on CPU uses the formula
 TRITON_MODULE = "models.triton_attention"
 
 
@@ -93,7 +97,7 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [N, L, dim] -> [N, H, L, D]
 
     def _kernel(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
-        if self.backend == "math":
+        if self.backend == "math" or (q.device.type == "cpu" and q.dtype in CPU_MATH_DTYPES):
             return math_attention(q, k, v, causal)
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
@@ -111,27 +115,37 @@ class Attention(nn.Module):
         Returns:
             [N, L, dim].
         """
-        dim = x.shape[-1]
+        if extra is not None:
+            return self._frame_attention(x, extra)
         if context is None:
-            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-            q, k, v = map(self._heads, qkv.chunk(3, dim=-1))
+            q, k, v = self._qkv(x)
         else:
+            dim = x.shape[-1]
             q = self._heads(self._linear(x, 0, dim))
             k, v = map(self._heads, self._linear(context, dim, 3 * dim).chunk(2, dim=-1))
-        if extra is not None:
+        return self._output(self._kernel(q, k, v, causal))
+
+    def _frame_attention(self, x: Tensor, extra: Tensor) -> Tensor:
+        """Tokens x [N, L, dim] attend over themselves plus one extra token [N, 1, dim] -> [N, L, dim]."""
+        kernels = _triton_kernels(str(x.device)) if self.backend == "triton" else None
+        if kernels is not None:  # fused kernel: the extra key/value is never concatenated
+            dim = x.shape[-1]
+            q, k, v = self._qkv(x)
             k_msg, v_msg = map(self._heads, self._linear(extra, dim, 3 * dim).chunk(2, dim=-1))
-            out = self._extra_kernel(q, k, v, k_msg, v_msg)
-        else:
-            out = self._kernel(q, k, v, causal)
+            return self._output(kernels.frame_message_attention(q, k, v, k_msg, v_msg))
+        # one projection of the L + 1 tokens (autocast casts the weight once, its gradient is one
+        # GEMM); the extra token's own query row is dropped
+        q, k, v = self._qkv(torch.cat([x, extra], dim=1))  # [N, H, L + 1, D] each
+        return self._output(self._kernel(q[:, :, :x.shape[1]], k, v, False))
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention projections of x [N, L, dim] -> q, k, v [N, H, L, D]."""
+        q, k, v = map(self._heads, F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+        return q, k, v
+
+    def _output(self, out: Tensor) -> Tensor:
         return self.out_proj(out.transpose(1, 2).flatten(-2))  # [N, H, L, D] -> [N, L, dim]
 
     def _linear(self, x: Tensor, start: int, stop: int) -> Tensor:
         bias = None if self.in_proj_bias is None else self.in_proj_bias[start:stop]
         return F.linear(x, self.in_proj_weight[start:stop], bias)
-
-    def _extra_kernel(self, q: Tensor, k: Tensor, v: Tensor, k_msg: Tensor, v_msg: Tensor) -> Tensor:
-        if self.backend == "triton":
-            kernels = _triton_kernels(str(q.device))
-            if kernels is not None:
-                return kernels.frame_message_attention(q, k, v, k_msg, v_msg)
-        return self._kernel(q, torch.cat([k, k_msg], dim=2), torch.cat([v, v_msg], dim=2), False)

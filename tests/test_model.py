@@ -5,6 +5,7 @@ import torch
 import models
 from models.clip import CLIP_SIZES, ClipSize
 from models.mspnet import MSPNet, scale_grad
+from models.vision import VisionTransformer
 from utils.config import load_config
 
 CLASSES = ["drink water", "eat meal", "brushing teeth"]
@@ -191,3 +192,17 @@ def test_parameter_groups_name_real_parameters():
     assert model.no_weight_decay() <= set(names)
     new_ids = {id(p) for m in model.new_modules() for p in m.parameters()}
     assert {id(names[n]) for n in model.new_parameter_names()} == new_ids
+
+
+def test_patch_embed_equals_the_two_convolutions():
+    torch.manual_seed(0)
+    visual = VisionTransformer(width=16, layers=1, heads=2, patch_size=4, image_size=12, embed_dim=8).double()
+    torch.nn.init.normal_(visual.conv0.weight)  # a non-identity plane mix
+    x = torch.randn(3, 3, 12, 12, dtype=torch.double)
+    expected = visual.conv1(visual.conv0(x)).flatten(2).transpose(1, 2)  # [3, 9, 16]
+    torch.testing.assert_close(visual.patch_embed(x), expected)
+    x.requires_grad_(True)
+    grads = torch.autograd.grad(visual.patch_embed(x).square().sum(), [x, visual.conv0.weight, visual.conv1.weight])
+    ref = torch.autograd.grad(visual.conv1(visual.conv0(x)).square().sum(), [x, visual.conv0.weight, visual.conv1.weight])
+    for grad, want in zip(grads, ref):
+        torch.testing.assert_close(grad, want)

@@ -55,9 +55,10 @@ from datasets.packed import PackedOpener, PackedWriter
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
 from datasets.transforms import crop_resize, eval_crop_boxes
 from models import build_model, clip_size
-from models.attention import Attention
+from models.attention import Attention, math_attention
 from trainers.optim import build_optimizer
 from trainers.precision import PRECISION_DTYPES, autocast_context
+from utils.allocator import keep_freed_memory
 from utils.config import load_config, resolve_path
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
 from utils.logger import setup_logging
@@ -74,6 +75,7 @@ SYNTHETIC_SMALL = {"NUM_ACTIONS": 4, "NUM_PERFORMERS": 2, "NUM_SETUPS": 2, "NUM_
                    "NUM_REPLICATIONS": 1}  # the small synthetic set made for large inputs
 PRECOMPUTED_JPEG_QUALITY = 95
 PROFILE_ROWS = 15
+ALLOCATOR_STEPS = 2  # timed steps per allocator setting and round
 COMPILE_WARMUP = 2  # steps after the first before timing (a guard change may recompile once)
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul",
               "aten::baddbmm", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution")
@@ -336,6 +338,22 @@ def time_optimizer_variants(optimizer: torch.optim.Optimizer, device: torch.devi
     return result
 
 
+def compare_host_allocator(step: TrainStep, reps: int) -> dict:
+    """Train-step seconds with glibc's default allocator settings and with freed memory kept
+    (``utils.allocator``), alternating in rounds so that both see the same machine load; leaves
+    the kept settings on, as the launcher runs on CPU."""
+    times: dict[str, list[float]] = {"default_step_s": [], "kept_step_s": []}
+    for _ in range(reps):
+        for name, keep in (("default_step_s", False), ("kept_step_s", True)):
+            keep_freed_memory(keep)
+            step()  # the first step after a switch refills (or first releases) the heap
+            times[name] += time_call(step, torch.device("cpu"), ALLOCATOR_STEPS, warmup=0)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    logger.info("host allocator: %.3f s/step with glibc defaults, %.3f s/step keeping freed memory",
+                result["default_step_s"], result["kept_step_s"])
+    return result
+
+
 def make_model(cfg: CfgNode, device: torch.device) -> torch.nn.Module:
     """The configured model on ``device`` (random init unless MODEL.PRETRAINED names a file)."""
     class_names = load_class_names(resolve_path(cfg.DATA.LABEL_LIST), cfg.DATA.NUM_CLASSES)
@@ -351,6 +369,7 @@ def bench_train(cfg: CfgNode, device: torch.device, args: argparse.Namespace) ->
     step = TrainStep(model, batch, cfg, device)
     logger.info("train: %s %s, batch %d, T=%d, %d px, %s", cfg.MODEL.ARCH, precision, batch,
                 cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE, device)
+    allocator = compare_host_allocator(step, args.reps) if device.type == "cpu" else None
     times, cpu_times = time_call_cpu(step, device, args.reps, args.warmup)
     step_s = statistics.median(times)
     flops = count_flops(step.forward_backward)
@@ -372,6 +391,8 @@ def bench_train(cfg: CfgNode, device: torch.device, args: argparse.Namespace) ->
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "text_cached": text_cached, **memory,
     }
+    if allocator is not None:
+        result["host_allocator"] = allocator
     logger.info("train: %.3f s/step, %.2f clips/s, %.1f GFLOP/step, %.1f GFLOP/s achieved, peak "
                 "%.1f GFLOP/s, MFU %.1f%% (by CPU time %.1f%%)", step_s, batch / step_s, flops / 1e9,
                 achieved / 1e9, peak["flops"] / 1e9, 100 * result["mfu"], 100 * result["mfu_cpu_time"])
@@ -472,6 +493,35 @@ def bench_attention(cfg: CfgNode, device: torch.device, args: argparse.Namespace
                            "fwd_bwd_s": statistics.median(fwd_bwd)}
         logger.info("attention %s: forward %.2f ms, forward+backward %.2f ms", backend,
                     1e3 * result[backend]["fwd_s"], 1e3 * result[backend]["fwd_bwd_s"])
+    result["kernels"] = bench_attention_kernels(n, size.heads, tokens, size.width // size.heads,
+                                                PRECISION_DTYPES[cfg.TRAIN.PRECISION], device, args)
+    return result
+
+
+def bench_attention_kernels(n: int, heads: int, tokens: int, head_dim: int, dtype: torch.dtype,
+                            device: torch.device, args: argparse.Namespace) -> dict:
+    """PyTorch's fused ``scaled_dot_product_attention`` against the explicit formula, kernels only.
+
+    The ``sdpa`` backend calls the formula on CPU in bf16/fp16 (``models.attention``); this is the
+    side-by-side measurement behind that choice, on the frame attention's shapes (L queries, L + 1
+    keys and values) in the run's dtype.
+    """
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(length: int) -> torch.Tensor:
+        return torch.randn(n, heads, length, head_dim, generator=generator).to(device, dtype).requires_grad_()
+
+    q, k, v = tensor(tokens), tensor(tokens + 1), tensor(tokens + 1)
+    kernels = {"torch_fused": lambda: F.scaled_dot_product_attention(q, k, v),
+               "formula": lambda: math_attention(q, k, v)}
+    result = {}
+    for name, kernel in kernels.items():
+        with torch.no_grad():
+            fwd = time_call(kernel, device, args.reps, args.warmup)
+        fwd_bwd = time_call(lambda: kernel().sum().backward(), device, args.reps, args.warmup)
+        result[name] = {"fwd_s": statistics.median(fwd), "fwd_bwd_s": statistics.median(fwd_bwd)}
+        logger.info("attention kernel %s (%s): forward %.2f ms, forward+backward %.2f ms", name,
+                    str(dtype).replace("torch.", ""), 1e3 * result[name]["fwd_s"], 1e3 * result[name]["fwd_bwd_s"])
     return result
 
 
@@ -783,6 +833,8 @@ def write_json(path: str, results: dict) -> None:
 def run(cfg: CfgNode, args: argparse.Namespace) -> dict:
     """Runs the sections ``args.what`` asks for; returns the results."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        keep_freed_memory()  # as the launcher does on CPU
     torch.manual_seed(cfg.SEED)
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
