@@ -51,6 +51,7 @@ from datasets.transforms import crop_resize, eval_crop_boxes
 from models import build_model
 from models.encoders import build_input_encoder_from_config
 from trainers.checkpoint import load_checkpoint
+from utils.allocator import keep_freed_memory
 from utils.config import load_config, resolve_path
 from utils.errors import UserError
 from utils.logger import setup_logging
@@ -58,6 +59,7 @@ from utils.logger import setup_logging
 logger = logging.getLogger(__name__)
 
 TARGETS = ("frames", "planes", "features")
+CPU = torch.device("cpu")
 FRAME_ATTACKERS = {"resnet18": "resnet18", "resnet50": "resnet50", "vit_small": "vit_small_patch16_224"}
 FEATURE_ATTACKERS = ("linear", "mlp")
 FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
@@ -338,8 +340,12 @@ def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                   batch_size: int, seed: int, augment: bool) -> None:
-    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule)."""
+                   batch_size: int, seed: int, augment: bool, device: torch.device = CPU) -> None:
+    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule).
+
+    The samples stay in host memory; each batch is augmented there (seeded) and moved to
+    ``device``, where ``model`` lives.
+    """
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     steps_per_epoch = math.ceil(len(x) / batch_size)
@@ -350,33 +356,35 @@ def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs
         total, correct, seen = 0.0, 0, 0
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            inputs = _shift(x[idx], generator) if augment else x[idx]
+            inputs = (_shift(x[idx], generator) if augment else x[idx]).to(device)
+            labels = y[idx].to(device)
             logits = model(inputs)
-            loss = F.cross_entropy(logits, y[idx])
+            loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == y[idx]).sum().item()
+            correct += (logits.argmax(-1) == labels).sum().item()
             seen += len(idx)
         logger.info("attacker epoch %d/%d: loss %.4f, train acc %.2f%%", epoch + 1, epochs,
                     total / seen, PERCENT * correct / seen)
 
 
 @torch.no_grad()
-def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax per video: averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
+def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int,
+                        device: torch.device = CPU) -> torch.Tensor:
+    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
     model.eval()
     probs = []
     for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size]
+        chunk = x[start:start + batch_size].to(device)
         if chunk.ndim == 5:
             b, t = chunk.shape[:2]
             p = model(chunk.flatten(0, 1)).softmax(-1).unflatten(0, (b, t)).mean(1)  # [B, P]
         else:
             p = model(chunk).softmax(-1)
-        probs.append(p)
+        probs.append(p.float().cpu())
     return torch.cat(probs)
 
 
@@ -450,8 +458,11 @@ def run(args: argparse.Namespace) -> dict:
                 time.time() - start)
     torch.manual_seed(cfg.SEED)
     num_classes = len(split.identities)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        keep_freed_memory()
     model = build_attacker(args.attacker, num_classes, cfg.DATA.INPUT_SIZE, x_train.shape[-1],
-                           args.weights)
+                           args.weights).to(device)
     if args.target == "features":
         mean, std = x_train.mean(0), x_train.std(0) + STD_EPS
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
@@ -462,8 +473,8 @@ def run(args: argparse.Namespace) -> dict:
         train_x, train_y = x_train.flatten(0, 1), y_train.repeat_interleave(t)  # single frames
         batch = args.batch_size
     train_attacker(model, train_x, train_y, epochs=args.epochs, lr=args.lr, batch_size=batch,
-                   seed=cfg.SEED, augment=args.target != "features")
-    probs = video_probabilities(model, x_test, args.batch_size)
+                   seed=cfg.SEED, augment=args.target != "features", device=device)
+    probs = video_probabilities(model, x_test, args.batch_size, device)
     metrics = {
         "id_acc1": topk_accuracy(probs, y_test, TOP_K[0]),
         "id_acc5": topk_accuracy(probs, y_test, TOP_K[1]),
