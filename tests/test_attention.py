@@ -80,3 +80,12 @@ def test_unknown_backend_and_bad_width_are_rejected():
     with pytest.raises(ValueError):
         Attention(DIM, 5)
 
+
+
+def test_sdpa_on_cpu_in_bf16_is_the_formula():
+    # PyTorch's fused CPU kernel is slower than the formula in bf16/fp16 (docs/performance.md):
+    # the sdpa backend then computes exactly what math does
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.bfloat16)
+    msg = torch.randn(BATCH, 1, DIM, dtype=torch.bfloat16)
+    outs = [_attention(name).to(torch.bfloat16)(x, extra=msg) for name in ("math", "sdpa")]
+    assert torch.equal(outs[0], outs[1])
