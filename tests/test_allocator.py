@@ -7,7 +7,7 @@ import torch
 
 from utils.allocator import keep_freed_memory
 
-BLOCK_BYTES = 16 << 20  # above glibc's default mmap threshold, below the kept one
+BLOCK_BYTES = 16 << 20  # above glibc's default mmap threshold
 
 
 def _rss_bytes() -> int:

@@ -673,6 +673,25 @@ def bench_stages(cfg: CfgNode, frames: np.ndarray, reps: int) -> dict:
     return {"frames": count, "ms_per_clip": result}
 
 
+def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: int) -> dict:
+    """Milliseconds to open one clip and decode the gray frames its test view needs, per video
+    backend: the floor of the ``video`` layouts before any crop, resize or plane."""
+    result = {}
+    for layout in ("video", "video_opencv"):
+        if layout not in openers:
+            continue
+        dataset = clip_dataset(cfg, [name], openers[layout])
+        count = openers[layout](name).num_frames
+        frame_ids = needed_frames(dataset.frame_indices(count, None), cfg.DATA.FD_STRIDE, count)
+
+        def decode(opener: Callable = openers[layout], frame_ids: np.ndarray = frame_ids) -> np.ndarray:
+            return opener(name).read(frame_ids, gray=True)
+
+        result[f"decode_{layout}"] = 1e3 * min(time_call(decode, torch.device("cpu"), reps, 1))
+        result[f"decode_{layout}_frames"] = len(frame_ids)
+    return result
+
+
 def bench_device_planes(worker: ClipDataset, windows_dataset: ClipDataset, reps: int) -> dict:
     """The device step of ``DATA.PLANES_ON_DEVICE`` for one clip on the CPU (one thread): the
     milliseconds of :func:`planes_from_windows` on the windows of sample 0, and its largest
@@ -786,6 +805,7 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
                         result["packed_device"]["device_planes_ms"])
             clip = source(names[0])
             result["stages"] = bench_stages(cfg, clip.read(np.arange(clip.num_frames), gray=True), args.reps)
+            result["stages"]["ms_per_clip"].update(bench_decode(cfg, openers, names[0], args.reps))
             logger.info("data stages (ms per clip): %s", result["stages"]["ms_per_clip"])
     result["loadavg_after"] = list(os.getloadavg())
     base = result["precomputed"]["clips_per_s"]

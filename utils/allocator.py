@@ -1,14 +1,17 @@
 """Host allocator settings for training on the CPU.
 
 glibc's ``malloc`` serves blocks above its mmap threshold (128 KiB at start, raised dynamically to
-at most 32 MiB) with fresh ``mmap`` pages and gives freed ones back to the kernel at once; free
-memory at the top of the heap above the trim threshold is given back too. A training step
-allocates and frees the same activation and gradient buffers (several MiB each) every step, so
-with the defaults every step page-faults and zeroes them again: for ViT-B/16 (T = 8, bf16 on two
-cores) the step spent about 15% of its time there (1.54 s against 1.30 s median, the two settings
-alternating in one process). :func:`keep_freed_memory` makes glibc keep freed memory for reuse.
-The process then holds its peak heap instead of returning it between steps; a GPU run gains
-nothing (its tensors are not host allocations), so the launcher applies this on CPU runs only.
+at most 32 MiB) with fresh ``mmap`` pages and gives them back to the kernel when they are freed;
+free memory at the top of the heap above the trim threshold is given back too. A training step
+allocates and frees the same activation and gradient buffers (MiB to GiB) every step, so with the
+defaults every step page-faults and zeroes them again. :func:`keep_freed_memory` serves every
+block from the heap (no ``mmap``) and keeps freed memory for reuse. Measured on ViT-B/16, T = 8,
+bf16, two cores, the settings alternating in one process (``tools/benchmark.py --what train``,
+``train.host_allocator``): 1.59 -> 1.32 s per step at one clip; at four clips, whose largest
+activations (39 MB) are above the largest mmap threshold, the heap-only setting gains another
+7% (5.73 -> 5.36 s). The process then holds its peak heap instead of returning it between steps;
+a GPU run gains nothing (its tensors are not host allocations), so the launcher applies this on
+CPU runs only.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ logger = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's malloc.h
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 GLIBC_DEFAULT_BYTES = 128 << 10  # glibc's initial mmap threshold, trim threshold and top pad
-MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's largest mmap threshold: smaller blocks come from the heap
+GLIBC_DEFAULT_MMAP_MAX = 65536  # glibc's default limit of simultaneous mmap'd blocks
 TRIM_THRESHOLD_BYTES = 1 << 30  # free heap top kept before giving memory back to the kernel
 TOP_PAD_BYTES = 64 << 20  # extra heap requested at each growth, so growth is rare
 
@@ -45,9 +49,12 @@ def keep_freed_memory(keep: bool = True) -> bool:
     except (OSError, AttributeError, TypeError):
         logger.info("allocator: %s has no mallopt; keeping the C library's defaults", name)
         return False
-    values = (MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES, TOP_PAD_BYTES) if keep else (GLIBC_DEFAULT_BYTES,) * 3
-    params = (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD)
-    applied = all(mallopt(param, value) == 1 for param, value in zip(params, values))  # 1 = success
+    if keep:  # no mmap'd blocks: everything from the heap, which keeps up to 1 GiB free at its top
+        settings = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: TRIM_THRESHOLD_BYTES, M_TOP_PAD: TOP_PAD_BYTES}
+    else:
+        settings = {M_MMAP_MAX: GLIBC_DEFAULT_MMAP_MAX, M_MMAP_THRESHOLD: GLIBC_DEFAULT_BYTES,
+                    M_TRIM_THRESHOLD: GLIBC_DEFAULT_BYTES, M_TOP_PAD: GLIBC_DEFAULT_BYTES}
+    applied = all(mallopt(param, value) == 1 for param, value in settings.items())  # 1 = success
     if not keep:
         libc.malloc_trim(0)
     return applied
