@@ -135,3 +135,10 @@ def test_kernels_in_interpreter() -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     # inside, every test runs except this launcher
     assert re.search(r"\d+ passed, 1 skipped", result.stdout), result.stdout[-2000:]
+    # the Attention module and MSPNet with MODEL.ATTN_BACKEND triton against math, kernel running
+    tests = os.path.dirname(__file__)
+    cmd = [sys.executable, "-m", "pytest", os.path.join(tests, "test_attention.py"),
+           os.path.join(tests, "test_model.py"), "-q", "-k", "triton", "-p", "no:cacheprovider"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b[1-9]\d* passed", result.stdout), result.stdout[-2000:]
