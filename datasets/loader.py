@@ -152,12 +152,12 @@ def _list_entries(root: Path, layout: str, video_ext: str) -> dict[str, Path]:
 
 
 def _open_sample(name: str, *, layout: str, paths: dict[str, Path], root: Path, video_ext: str,
-                 avg_root: Path | None, store: PackedStore | None):
+                 avg_root: Path | None, store: PackedStore | None, video_backend: str = "auto"):
     path = paths.get(name, root / (name + video_ext if layout == "video" else name))
     if store is not None:
         return PackedClip(store, path.name)
     if layout == "video":
-        return VideoClip(path, name)
+        return VideoClip(path, name, backend=video_backend)
     if layout == "precomputed":
         return PrecomputedClip(path, avg_root / path.name, name)
     return FrameFolderClip(path, name)
@@ -234,7 +234,8 @@ def build_datasets(cfg: CfgNode, planes_on_device: bool = False) -> DataSplits:
     _check_labels(val_names, data.NUM_CLASSES, data.NUM_IDENTITIES, "validation")
     avg_root = Path(resolve_path(data.AVG_ROOT)) if data.LAYOUT == "precomputed" else None
     opener: ClipOpener = partial(_open_sample, layout=data.LAYOUT, paths=paths, root=root,
-                                 video_ext=video_ext, avg_root=avg_root, store=store)
+                                 video_ext=video_ext, avg_root=avg_root, store=store,
+                                 video_backend=data.VIDEO_BACKEND)
     common = dict(opener=opener, num_frames=data.NUM_FRAMES, fd_stride=data.FD_STRIDE,
                   input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
                   color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,

@@ -87,6 +87,12 @@ def test_video_layout_matches_frames_layout_shapes(videos_root, make):
     assert batch["clips"].shape == (4, 4, 3, 16, 16)
 
 
+def test_video_backends_give_the_same_items(videos_root, make):
+    items = [build_datasets(make.tiny_config(videos_root, "DATA.LAYOUT", "video", "DATA.VIDEO_BACKEND", backend)).val[0]
+             for backend in ("decord", "opencv")]
+    assert torch.equal(items[0]["clips"], items[1]["clips"])
+
+
 def test_lps_on_the_fly(frames_root, make):
     plain = build_datasets(make.tiny_config(frames_root)).val[0]["clips"]
     degraded = build_datasets(make.tiny_config(frames_root, "LPS.LEVEL", "2")).val[0]["clips"]
