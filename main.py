@@ -17,9 +17,9 @@ from yacs.config import CfgNode
 
 from trainers.distributed import DistInfo, cleanup_distributed, init_distributed
 from trainers.trainer import print_summary, run
+from utils.allocator import keep_freed_memory
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
-from utils.allocator import keep_freed_memory
 from utils.logger import setup_logging
 from utils.misc import atomic_write_text, seed_everything
 

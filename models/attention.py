@@ -9,9 +9,12 @@ are batch-first.
 Backends (``MODEL.ATTN_BACKEND``):
     ``sdpa``: ``F.scaled_dot_product_attention`` (FlashAttention / cuDNN / memory-efficient
     kernels on GPU, a fused kernel on CPU). On CPU in bf16/fp16 the explicit formula of ``math``
-    is used instead: PyTorch's fused CPU kernel measured 1.3-5.7x slower forward + backward on
-    every attention shape of the model (``tools/benchmark.py --what attention``,
-    ``docs/performance.md``), while in fp32 the two are close and the fused kernel stays.
+    is used instead: there PyTorch's fused CPU kernel was 3.0x slower forward + backward on the
+    ViT-B/16 frame attention and 4.4x on the text tower's, while the message and temporal
+    attentions over T = 8 frames take about 0.1-0.2 ms either way (``tools/benchmark.py --what
+    attention``, ``attention.kernels``, ``docs/performance.md``). The formula rounds the scores to bf16 before the softmax, which
+    doubles the (bf16-sized) error of the output against an fp64 reference compared with the
+    fused kernel's fp32 accumulation. In fp32 the two are close in speed and the fused kernel stays.
     ``math``: explicit softmax, the reference the tests compare against.
     ``triton``: the project's fused frame attention with one extra message key/value
     (``models.triton_attention``); other attentions, and devices where the kernel is not
@@ -114,8 +117,13 @@ class Attention(nn.Module):
 
         Returns:
             [N, L, dim].
+
+        Raises:
+            ValueError: ``extra`` together with ``context`` or ``causal``.
         """
         if extra is not None:
+            if context is not None or causal:
+                raise ValueError("the extra key/value token is for self-attention without a causal mask")
             return self._frame_attention(x, extra)
         if context is None:
             q, k, v = self._qkv(x)

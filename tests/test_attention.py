@@ -82,10 +82,22 @@ def test_unknown_backend_and_bad_width_are_rejected():
 
 
 
-def test_sdpa_on_cpu_in_bf16_is_the_formula():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sdpa_on_cpu_in_low_precision_is_the_formula_and_close_to_fp64(dtype):
     # PyTorch's fused CPU kernel is slower than the formula in bf16/fp16 (docs/performance.md):
-    # the sdpa backend then computes exactly what math does
-    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.bfloat16)
-    msg = torch.randn(BATCH, 1, DIM, dtype=torch.bfloat16)
-    outs = [_attention(name).to(torch.bfloat16)(x, extra=msg) for name in ("math", "sdpa")]
+    # the sdpa backend then computes exactly what math does, within the dtype's rounding of fp64
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double)
+    msg = torch.randn(BATCH, 1, DIM, dtype=torch.double)
+    outs = [_attention(name).to(dtype)(x.to(dtype), extra=msg.to(dtype)) for name in ("math", "sdpa")]
     assert torch.equal(outs[0], outs[1])
+    reference = _attention("math")(x, extra=msg)
+    torch.testing.assert_close(outs[1].double(), reference, rtol=0.05, atol=0.05)
+
+
+def test_extra_token_rejects_context_and_causal():
+    attn = _attention("math")
+    x, msg = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double), torch.randn(BATCH, 1, DIM, dtype=torch.double)
+    with pytest.raises(ValueError):
+        attn(x, x, extra=msg)
+    with pytest.raises(ValueError):
+        attn(x, extra=msg, causal=True)

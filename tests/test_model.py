@@ -206,3 +206,15 @@ def test_patch_embed_equals_the_two_convolutions():
     ref = torch.autograd.grad(visual.conv1(visual.conv0(x)).square().sum(), [x, visual.conv0.weight, visual.conv1.weight])
     for grad, want in zip(grads, ref):
         torch.testing.assert_close(grad, want)
+
+
+def test_patch_embed_under_bf16_autocast_matches_the_convolutions():
+    torch.manual_seed(0)
+    visual = VisionTransformer(width=32, layers=1, heads=2, patch_size=8, image_size=32, embed_dim=8)
+    torch.nn.init.normal_(visual.conv0.weight)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens = visual.patch_embed(x)
+    expected = visual.conv1(visual.conv0(x)).flatten(2).transpose(1, 2)  # fp32 reference
+    assert tokens.dtype == torch.bfloat16
+    torch.testing.assert_close(tokens.float(), expected, rtol=0.02, atol=0.05)

@@ -55,7 +55,7 @@ from datasets.packed import PackedOpener, PackedWriter
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
 from datasets.transforms import crop_resize, eval_crop_boxes
 from models import build_model, clip_size
-from models.attention import Attention, math_attention
+from models.attention import CPU_MATH_DTYPES, Attention, math_attention
 from trainers.optim import build_optimizer
 from trainers.precision import PRECISION_DTYPES, autocast_context
 from utils.allocator import keep_freed_memory
@@ -75,6 +75,8 @@ SYNTHETIC_SMALL = {"NUM_ACTIONS": 4, "NUM_PERFORMERS": 2, "NUM_SETUPS": 2, "NUM_
                    "NUM_REPLICATIONS": 1}  # the small synthetic set made for large inputs
 PRECOMPUTED_JPEG_QUALITY = 95
 PROFILE_ROWS = 15
+PROFILE_STEPS = 3  # forward+backward passes averaged by the profile
+SETTING_WARMUP = 1  # untimed calls before timing an allocator setting or a decoder
 COMPILE_WARMUP = 2  # steps after the first before timing (a guard change may recompile once)
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul",
               "aten::baddbmm", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution")
@@ -281,14 +283,19 @@ def step_memory(step: TrainStep) -> dict:
 
 
 def profile_step(step: TrainStep, rows: int = PROFILE_ROWS) -> dict:
-    """Where the time of one forward+backward goes: top ops by self time and a summary by kind
-    (the optimizer step is timed apart: ``train.optimizer_step_s``)."""
+    """Where the time of forward+backward goes, per step over ``PROFILE_STEPS`` steps: top ops by
+    self time and a summary by kind (the optimizer step is timed apart:
+    ``train.optimizer_step_s``). ``wall_ms`` beside ``total_self_ms`` shows how much of the wall
+    time the profile accounts for (without shapes recorded the profiler adds little)."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if step.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
-        step.forward_backward()
+        start = time.perf_counter()
+        for _ in range(PROFILE_STEPS):
+            step.forward_backward()
         synchronize(step.device)
+        wall_ms = 1e3 * (time.perf_counter() - start) / PROFILE_STEPS
     averages = prof.key_averages()
     use_cuda = step.device.type == "cuda"
 
@@ -297,6 +304,7 @@ def profile_step(step: TrainStep, rows: int = PROFILE_ROWS) -> dict:
 
     total = sum(self_us(e) for e in averages) or 1.0
     table = sorted(averages, key=self_us, reverse=True)[:rows]
+    per_step = 1e3 * PROFILE_STEPS  # microseconds over all steps -> milliseconds per step
     kinds = {"matmul": 0.0, "attention": 0.0, "copy": 0.0, "other": 0.0}
     for event in averages:
         name = event.key
@@ -309,9 +317,9 @@ def profile_step(step: TrainStep, rows: int = PROFILE_ROWS) -> dict:
         else:
             kinds["other"] += self_us(event)
     return {
-        "total_self_ms": total / 1e3,
+        "steps": PROFILE_STEPS, "wall_ms": wall_ms, "total_self_ms": total / per_step,
         "by_kind_pct": {k: round(100.0 * v / total, 1) for k, v in kinds.items()},
-        "top_ops": [{"op": e.key, "self_ms": round(self_us(e) / 1e3, 2), "calls": e.count,
+        "top_ops": [{"op": e.key, "self_ms": round(self_us(e) / per_step, 2), "calls": e.count // PROFILE_STEPS,
                      "pct": round(100.0 * self_us(e) / total, 1)} for e in table],
     }
 
@@ -344,10 +352,18 @@ def compare_host_allocator(step: TrainStep, reps: int) -> dict:
     The defaults exist only before the first ``mallopt`` of the process (setting them back
     disables glibc's dynamic thresholds, and the heap keeps what it grew), so the two are timed
     one after the other, not interleaved; the process must not have changed them before.
+
+    Args:
+        step: the train step to time.
+        reps: timed steps per setting (after one untimed step each).
+
+    Returns:
+        ``{"default_step_s", "kept_step_s"}`` medians.
     """
-    result = {"default_step_s": statistics.median(time_call(step, torch.device("cpu"), reps, warmup=1))}
+    cpu = torch.device("cpu")
+    result = {"default_step_s": statistics.median(time_call(step, cpu, reps, SETTING_WARMUP))}
     keep_freed_memory()
-    result["kept_step_s"] = statistics.median(time_call(step, torch.device("cpu"), reps, warmup=1))
+    result["kept_step_s"] = statistics.median(time_call(step, cpu, reps, SETTING_WARMUP))
     logger.info("host allocator: %.3f s/step with glibc defaults, %.3f s/step keeping freed memory",
                 result["default_step_s"], result["kept_step_s"])
     return result
@@ -488,40 +504,69 @@ def bench_attention(cfg: CfgNode, device: torch.device, args: argparse.Namespace
 
         fwd = time_call(forward, device, args.reps, args.warmup)
         fwd_bwd = time_call(forward_backward, device, args.reps, args.warmup)
-        result[backend] = {"available": True, "fwd_s": statistics.median(fwd),
-                           "fwd_bwd_s": statistics.median(fwd_bwd)}
+        result[backend] = {"available": True, "kernel": attention_kernel(backend, device, cfg.TRAIN.PRECISION),
+                           "fwd_s": statistics.median(fwd), "fwd_bwd_s": statistics.median(fwd_bwd)}
         logger.info("attention %s: forward %.2f ms, forward+backward %.2f ms", backend,
                     1e3 * result[backend]["fwd_s"], 1e3 * result[backend]["fwd_bwd_s"])
-    result["kernels"] = bench_attention_kernels(n, size.heads, tokens, size.width // size.heads,
-                                                PRECISION_DTYPES[cfg.TRAIN.PRECISION], device, args)
+    result["kernels"] = bench_attention_kernels(cfg, batch, device, args)
     return result
 
 
-def bench_attention_kernels(n: int, heads: int, tokens: int, head_dim: int, dtype: torch.dtype,
-                            device: torch.device, args: argparse.Namespace) -> dict:
-    """PyTorch's fused ``scaled_dot_product_attention`` against the explicit formula, kernels only.
+def bench_attention_kernels(cfg: CfgNode, batch: int, device: torch.device,
+                            args: argparse.Namespace) -> dict:
+    """PyTorch's fused ``scaled_dot_product_attention`` against the explicit formula, kernels only,
+    on every attention shape of the model in the run's dtype: the side-by-side measurement behind
+    the ``sdpa`` backend's choice on CPU (``models.attention``).
 
-    The ``sdpa`` backend calls the formula on CPU in bf16/fp16 (``models.attention``); this is the
-    side-by-side measurement behind that choice, on the frame attention's shapes (L queries, L + 1
-    keys and values) in the run's dtype.
+    Args:
+        cfg: experiment config (model size, input size, frames, classes, precision).
+        batch: clips B.
+        device: device of the run.
+        args: ``reps`` and ``warmup``.
+
+    Returns:
+        ``{shape: {"q": [N, H, Lq, D], "kv_len": Lk, kernel: {"fwd_s", "fwd_bwd_s"}}}``.
     """
-    generator = torch.Generator().manual_seed(0)
+    size = clip_size(cfg)
+    frames, patches = cfg.DATA.NUM_FRAMES, (cfg.DATA.INPUT_SIZE // size.patch_size) ** 2
+    head_dim = size.width // size.heads
+    shapes = {  # name: (sequences N, heads H, queries Lq, keys Lk, causal)
+        "frame": (batch * frames, size.heads, patches + 1, patches + 2, False),
+        "message": (batch, size.heads, frames, frames, False),
+        "temporal": (batch, size.embed_dim // head_dim, frames, frames, False),
+        "prompt": (batch, size.embed_dim // head_dim, cfg.DATA.NUM_CLASSES, patches, False),
+        "text": (cfg.DATA.NUM_CLASSES, size.text_heads, size.context_length, size.context_length, True),
+    }
+    dtype = PRECISION_DTYPES[cfg.TRAIN.PRECISION]
+    generator = torch.Generator().manual_seed(cfg.SEED)
+    result: dict[str, Any] = {}
+    for shape, (n, heads, queries, keys, causal) in shapes.items():
+        def tensor(length: int) -> torch.Tensor:
+            return torch.randn(n, heads, length, head_dim, generator=generator).to(device, dtype).requires_grad_()
 
-    def tensor(length: int) -> torch.Tensor:
-        return torch.randn(n, heads, length, head_dim, generator=generator).to(device, dtype).requires_grad_()
-
-    q, k, v = tensor(tokens), tensor(tokens + 1), tensor(tokens + 1)
-    kernels = {"torch_fused": lambda: F.scaled_dot_product_attention(q, k, v),
-               "formula": lambda: math_attention(q, k, v)}
-    result = {}
-    for name, kernel in kernels.items():
-        with torch.no_grad():
-            fwd = time_call(kernel, device, args.reps, args.warmup)
-        fwd_bwd = time_call(lambda: kernel().sum().backward(), device, args.reps, args.warmup)
-        result[name] = {"fwd_s": statistics.median(fwd), "fwd_bwd_s": statistics.median(fwd_bwd)}
-        logger.info("attention kernel %s (%s): forward %.2f ms, forward+backward %.2f ms", name,
-                    str(dtype).replace("torch.", ""), 1e3 * result[name]["fwd_s"], 1e3 * result[name]["fwd_bwd_s"])
+        q, k, v = tensor(queries), tensor(keys), tensor(keys)
+        kernels = {"torch_fused": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                   "formula": lambda: math_attention(q, k, v, causal)}
+        result[shape] = {"q": [n, heads, queries, head_dim], "kv_len": keys}
+        for name, kernel in kernels.items():
+            with torch.no_grad():
+                fwd = time_call(kernel, device, args.reps, args.warmup)
+            fwd_bwd = time_call(lambda: kernel().sum().backward(), device, args.reps, args.warmup)
+            result[shape][name] = {"fwd_s": statistics.median(fwd), "fwd_bwd_s": statistics.median(fwd_bwd)}
+        fused, formula = result[shape]["torch_fused"], result[shape]["formula"]
+        logger.info("attention kernels, %s %s: fused %.2f / %.2f ms, formula %.2f / %.2f ms (forward / "
+                    "forward+backward)", shape, str(dtype).replace("torch.", ""), 1e3 * fused["fwd_s"],
+                    1e3 * fused["fwd_bwd_s"], 1e3 * formula["fwd_s"], 1e3 * formula["fwd_bwd_s"])
     return result
+
+
+def attention_kernel(backend: str, device: torch.device, precision: str) -> str:
+    """Which kernel the frame attention of ``backend`` runs: formula, torch_fused or triton."""
+    if backend == "triton" and triton_available(device):
+        return "triton"
+    if backend == "math" or (device.type == "cpu" and PRECISION_DTYPES[precision] in CPU_MATH_DTYPES):
+        return "formula"
+    return "torch_fused"
 
 
 def triton_available(device: torch.device) -> bool:
@@ -674,7 +719,17 @@ def bench_stages(cfg: CfgNode, frames: np.ndarray, reps: int) -> dict:
 
 def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: int) -> dict:
     """Milliseconds to open one clip and decode the gray frames its test view needs, per video
-    backend: the floor of the ``video`` layouts before any crop, resize or plane."""
+    backend: the floor of the ``video`` layouts before any crop, resize or plane.
+
+    Args:
+        cfg: experiment config (frames, stride).
+        openers: layout -> opener; the ``video`` and ``video_opencv`` ones are timed.
+        name: the clip.
+        reps: timed calls (the fastest counts).
+
+    Returns:
+        ``{"decode_<layout>": ms, "decode_<layout>_frames": frames decoded}``.
+    """
     result = {}
     for layout in ("video", "video_opencv"):
         if layout not in openers:
@@ -686,7 +741,7 @@ def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: in
         def decode(opener: Callable = openers[layout], frame_ids: np.ndarray = frame_ids) -> np.ndarray:
             return opener(name).read(frame_ids, gray=True)
 
-        result[f"decode_{layout}"] = 1e3 * min(time_call(decode, torch.device("cpu"), reps, 1))
+        result[f"decode_{layout}"] = 1e3 * min(time_call(decode, torch.device("cpu"), reps, SETTING_WARMUP))
         result[f"decode_{layout}_frames"] = len(frame_ids)
     return result
 

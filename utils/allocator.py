@@ -12,7 +12,8 @@ first, then these settings, in one fresh process): 1.85 -> 1.36 s per step at on
 threshold, serving them from the heap too gained another 7% over a 32 MiB threshold (5.73 ->
 5.36 s, alternating in one process). The process then holds its peak heap instead of returning
 it between steps; a GPU run gains nothing (its tensors are not host allocations), so the launcher
-applies this on CPU runs only.
+applies this on CPU runs only. Data-loader workers forked after it inherit the settings; each then
+holds its own peak heap (a few items and one collated batch) between batches.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def keep_freed_memory() -> bool:
     """Tells glibc to serve every block from the heap and keep freed memory for reuse.
 
     Returns:
-        True when the settings were applied; False where the C library is not glibc (macOS,
-        musl, Windows), which is logged and otherwise harmless.
+        True when every setting was applied; False where the C library is not glibc (macOS,
+        musl, Windows) or refused one, which is logged and otherwise harmless.
     """
     name = ctypes.util.find_library("c")
     try:
@@ -45,4 +46,7 @@ def keep_freed_memory() -> bool:
         return False
     # no mmap'd blocks: everything comes from the heap, which keeps up to 1 GiB free at its top
     settings = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: TRIM_THRESHOLD_BYTES, M_TOP_PAD: TOP_PAD_BYTES}
-    return all(mallopt(param, value) == 1 for param, value in settings.items())  # 1 = success
+    refused = [param for param, value in settings.items() if mallopt(param, value) != 1]  # 1 = success
+    if refused:
+        logger.info("allocator: mallopt of %s refused parameters %s; keeping their defaults", name, refused)
+    return not refused
