@@ -12,9 +12,10 @@ Backends (``MODEL.ATTN_BACKEND``):
     is used instead: there PyTorch's fused CPU kernel was 3.0x slower forward + backward on the
     ViT-B/16 frame attention and 4.4x on the text tower's, while the message and temporal
     attentions over T = 8 frames take about 0.1-0.2 ms either way (``tools/benchmark.py --what
-    attention``, ``attention.kernels``, ``docs/performance.md``). The formula rounds the scores to bf16 before the softmax, which
-    doubles the (bf16-sized) error of the output against an fp64 reference compared with the
-    fused kernel's fp32 accumulation. In fp32 the two are close in speed and the fused kernel stays.
+    attention``, ``attention.kernels``, ``docs/performance.md``). The formula rounds the scores
+    to bf16 before the softmax, which doubles the (bf16-sized) error of the output against an
+    fp64 reference compared with the fused kernel's fp32 accumulation. In fp32 the two are close
+    in speed and the fused kernel stays.
     ``math``: explicit softmax, the reference the tests compare against.
     ``triton``: the project's fused frame attention with one extra message key/value
     (``models.triton_attention``); other attentions, and devices where the kernel is not
