@@ -152,7 +152,7 @@ def _list_entries(root: Path, layout: str, video_ext: str) -> dict[str, Path]:
 
 
 def _open_sample(name: str, *, layout: str, paths: dict[str, Path], root: Path, video_ext: str,
-                 avg_root: Path | None, store: PackedStore | None, video_backend: str = "auto"):
+                 avg_root: Path | None, store: PackedStore | None, video_backend: str):
     path = paths.get(name, root / (name + video_ext if layout == "video" else name))
     if store is not None:
         return PackedClip(store, path.name)

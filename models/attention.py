@@ -54,6 +54,12 @@ def _triton_kernels(device: str) -> ModuleType | None:
     return module
 
 
+def uses_formula(backend: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether attention of ``backend`` (other than the Triton frame kernel) computes the explicit
+    formula :func:`math_attention` for tensors of ``dtype`` on ``device`` (see the module docstring)."""
+    return backend == "math" or (device.type == "cpu" and dtype in CPU_MATH_DTYPES)
+
+
 def math_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     """Reference attention: softmax(q k^T / sqrt(D)) v.
 
@@ -101,7 +107,7 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [N, L, dim] -> [N, H, L, D]
 
     def _kernel(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
-        if self.backend == "math" or (q.device.type == "cpu" and q.dtype in CPU_MATH_DTYPES):
+        if uses_formula(self.backend, q.device, q.dtype):
             return math_attention(q, k, v, causal)
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
@@ -149,8 +155,8 @@ class Attention(nn.Module):
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention projections of x [N, L, dim] -> q, k, v [N, H, L, D]."""
-        q, k, v = map(self._heads, F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
-        return q, k, v
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        return self._heads(q), self._heads(k), self._heads(v)
 
     def _output(self, out: Tensor) -> Tensor:
         return self.out_proj(out.transpose(1, 2).flatten(-2))  # [N, H, L, D] -> [N, L, dim]

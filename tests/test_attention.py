@@ -81,7 +81,6 @@ def test_unknown_backend_and_bad_width_are_rejected():
         Attention(DIM, 5)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_sdpa_on_cpu_in_low_precision_is_the_formula_and_close_to_fp64(dtype):
     # PyTorch's fused CPU kernel is slower than the formula in bf16/fp16 (docs/performance.md):

@@ -55,7 +55,7 @@ from datasets.packed import PackedOpener, PackedWriter
 from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
 from datasets.transforms import crop_resize, eval_crop_boxes
 from models import build_model, clip_size
-from models.attention import CPU_MATH_DTYPES, Attention, math_attention
+from models.attention import Attention, math_attention, uses_formula
 from trainers.optim import build_optimizer
 from trainers.precision import PRECISION_DTYPES, autocast_context
 from utils.allocator import keep_freed_memory
@@ -76,7 +76,7 @@ SYNTHETIC_SMALL = {"NUM_ACTIONS": 4, "NUM_PERFORMERS": 2, "NUM_SETUPS": 2, "NUM_
 PRECOMPUTED_JPEG_QUALITY = 95
 PROFILE_ROWS = 15
 PROFILE_STEPS = 3  # forward+backward passes averaged by the profile
-SETTING_WARMUP = 1  # untimed calls before timing an allocator setting or a decoder
+SETTING_WARMUP = 1  # untimed calls before timing the default allocator or a decoder
 COMPILE_WARMUP = 2  # steps after the first before timing (a guard change may recompile once)
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul",
               "aten::baddbmm", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution")
@@ -345,9 +345,10 @@ def time_optimizer_variants(optimizer: torch.optim.Optimizer, device: torch.devi
     return result
 
 
-def compare_host_allocator(step: TrainStep, reps: int) -> dict:
-    """Train-step seconds with glibc's default allocator settings, then with freed memory kept
-    (``utils.allocator``, what the launcher does on CPU), which stays on afterwards.
+def time_default_allocator(step: TrainStep, reps: int) -> float:
+    """Median train-step seconds with glibc's default allocator settings; then keeps freed memory
+    (``utils.allocator``, what the launcher does on CPU), so the train timing that follows is the
+    kept setting's side of the comparison.
 
     The defaults exist only before the first ``mallopt`` of the process (setting them back
     disables glibc's dynamic thresholds, and the heap keeps what it grew), so the two are timed
@@ -355,18 +356,11 @@ def compare_host_allocator(step: TrainStep, reps: int) -> dict:
 
     Args:
         step: the train step to time.
-        reps: timed steps per setting (after one untimed step each).
-
-    Returns:
-        ``{"default_step_s", "kept_step_s"}`` medians.
+        reps: timed steps (after one untimed step).
     """
-    cpu = torch.device("cpu")
-    result = {"default_step_s": statistics.median(time_call(step, cpu, reps, SETTING_WARMUP))}
+    default_step_s = statistics.median(time_call(step, torch.device("cpu"), reps, SETTING_WARMUP))
     keep_freed_memory()
-    result["kept_step_s"] = statistics.median(time_call(step, cpu, reps, SETTING_WARMUP))
-    logger.info("host allocator: %.3f s/step with glibc defaults, %.3f s/step keeping freed memory",
-                result["default_step_s"], result["kept_step_s"])
-    return result
+    return default_step_s
 
 
 def make_model(cfg: CfgNode, device: torch.device) -> torch.nn.Module:
@@ -384,7 +378,7 @@ def bench_train(cfg: CfgNode, device: torch.device, args: argparse.Namespace) ->
     step = TrainStep(model, batch, cfg, device)
     logger.info("train: %s %s, batch %d, T=%d, %d px, %s", cfg.MODEL.ARCH, precision, batch,
                 cfg.DATA.NUM_FRAMES, cfg.DATA.INPUT_SIZE, device)
-    allocator = compare_host_allocator(step, args.reps) if device.type == "cpu" else None
+    default_step_s = time_default_allocator(step, args.reps) if device.type == "cpu" else None
     times, cpu_times = time_call_cpu(step, device, args.reps, args.warmup)
     step_s = statistics.median(times)
     flops = count_flops(step.forward_backward)
@@ -406,8 +400,10 @@ def bench_train(cfg: CfgNode, device: torch.device, args: argparse.Namespace) ->
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "text_cached": text_cached, **memory,
     }
-    if allocator is not None:
-        result["host_allocator"] = allocator
+    if default_step_s is not None:  # the step above ran with freed memory kept
+        result["host_allocator"] = {"default_step_s": default_step_s, "kept_step_s": step_s}
+        logger.info("host allocator: %.3f s/step with glibc defaults, %.3f s/step keeping freed memory",
+                    default_step_s, step_s)
     logger.info("train: %.3f s/step, %.2f clips/s, %.1f GFLOP/step, %.1f GFLOP/s achieved, peak "
                 "%.1f GFLOP/s, MFU %.1f%% (by CPU time %.1f%%)", step_s, batch / step_s, flops / 1e9,
                 achieved / 1e9, peak["flops"] / 1e9, 100 * result["mfu"], 100 * result["mfu_cpu_time"])
@@ -564,7 +560,7 @@ def attention_kernel(backend: str, device: torch.device, precision: str) -> str:
     """Which kernel the frame attention of ``backend`` runs: formula, torch_fused or triton."""
     if backend == "triton" and triton_available(device):
         return "triton"
-    if backend == "math" or (device.type == "cpu" and PRECISION_DTYPES[precision] in CPU_MATH_DTYPES):
+    if uses_formula(backend, device, PRECISION_DTYPES[precision]):
         return "formula"
     return "torch_fused"
 

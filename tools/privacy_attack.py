@@ -235,7 +235,7 @@ def build_views(cfg, args: argparse.Namespace, split: Split, opener) -> tuple[
     encoder_name = cfg.MODEL.ENCODER
     use_planes = args.target != "frames" and encoder_name == "ifns"
     transform = None
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    checkpoint = load_checkpoint(args.resume, allow_pickle=cfg.MODEL.ALLOW_PICKLE) if args.resume else None
     if args.target == "planes" and encoder_name != "ifns":
         transform = build_input_encoder_from_config(cfg)
         if checkpoint is not None:
