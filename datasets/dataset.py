@@ -1,5 +1,6 @@
 """The clip dataset: one decode per sample, IFNS planes, augmentation, CLIP normalisation (or,
-with ``planes_on_device``, only the augmented uint8 frame windows the planes are computed from).
+with ``planes_on_device``, only the augmented uint8 frame windows the planes are computed from;
+with ``crop_on_device`` too, the decoded frames and what the device needs to crop them).
 
 Every random draw of a sample (frames, crop, flip, jitter, LPS noise) comes from a generator
 seeded with (seed, epoch, index), so a sample is the same whatever the worker, the number of
@@ -20,16 +21,18 @@ from datasets.ifns import (PLANES, WINDOW_EXTRA, PlaneNorm, ifns_planes, ifns_pl
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
-from datasets.readers import Clip, DataError, PrecomputedClip, to_gray
+from datasets.readers import GRAY_LEVELS, Clip, DataError, Levels, PrecomputedClip, to_gray
 from datasets.sampling import eval_indices, train_indices
-from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, draw_jitter,
-                                 eval_crop_boxes, train_crop_box)
+from datasets.transforms import (AREA_SHRINK, BOX_FIELDS, CropBox, Jitter, apply_jitter, crop_resize,
+                                 draw_jitter, eval_crop_boxes, train_crop_box)
+from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 MAX_SKIPS = 16  # training: consecutive unreadable samples tolerated before giving up
 SEED_BITS = 63
 NO_JITTER = Jitter(1.0, 1.0)  # the ``jitter`` of a window item drawn without jitter
+SCALAR_KEYS = ("label", "identity", "index", "num_bad")  # item fields collated as int64 [B]
 
 ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
 
@@ -48,7 +51,11 @@ class ClipDataset(Dataset):
     With ``planes_on_device``, ``clips`` holds uint8 frame windows instead, [T, k + 2, S, S] (train)
     or [V, T, k + 2, S, S] (test): the cropped, resized and flipped gray frames t-k-1..t of every
     sampled t, for :func:`~datasets.ifns.planes_from_windows`; train items also carry ``jitter``,
-    float32 [2] brightness and contrast ((1, 1) when none was drawn), applied there.
+    float32 [2] brightness and contrast ((1, 1) when none was drawn), applied there. With
+    ``crop_on_device`` as well, ``clips`` holds the decoded uint8 frames [U, H, W] the windows need,
+    uncropped, for :func:`~datasets.ifns.planes_from_frames`, with ``windows`` int64 [T, k + 2]
+    (test: [V, T, k + 2]) their positions along U, ``boxes`` int64 [5] (test: [V, 5]) and
+    ``levels`` float32 [2] (:meth:`~datasets.readers.Clip.read_luma`).
 
     Args:
         names: canonical sample names.
@@ -70,13 +77,18 @@ class ClipDataset(Dataset):
         rgb_pairs: items are pairs of RGB frames for a baseline input encoder instead of planes.
         plane_norm: normalisation of the planes (CLIP's by default).
         planes_on_device: items are uint8 frame windows (and the jitter) instead of planes.
+        crop_on_device: with ``planes_on_device``, items are the uncropped frames, window
+            positions, boxes and levels instead of windows.
     """
 
     def __init__(self, *, names: list[str], opener: ClipOpener, train: bool, num_frames: int,
                  fd_stride: int, input_size: int, scales: list[float], flip: bool,
                  color_jitter: float, num_clip: int, num_crop: int, seed: int, lps_level: int,
                  skip_bad: bool, rgb_pairs: bool = False,
-                 plane_norm: PlaneNorm = PlaneNorm(), planes_on_device: bool = False) -> None:
+                 plane_norm: PlaneNorm = PlaneNorm(), planes_on_device: bool = False,
+                 crop_on_device: bool = False) -> None:
+        if crop_on_device and not planes_on_device:
+            raise ValueError("crop_on_device needs planes_on_device")
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
@@ -97,6 +109,7 @@ class ClipDataset(Dataset):
         self.rgb_pairs = rgb_pairs
         self.plane_norm = plane_norm
         self.planes_on_device = planes_on_device
+        self.crop_on_device = crop_on_device
 
     @property
     def num_views(self) -> int:
@@ -105,7 +118,10 @@ class ClipDataset(Dataset):
 
     @property
     def item_shape(self) -> tuple[int, ...]:
-        """Shape of one item's ``clips``."""
+        """Shape of one item's ``clips`` (with ``crop_on_device``: frames ``[U, H, W]`` whose sizes
+        depend on the sample, zeros here)."""
+        if self.crop_on_device:
+            return (0, 0, 0)
         frame = (self.num_frames, PLANES, self.input_size, self.input_size)
         if self.planes_on_device:
             frame = (self.num_frames, self.fd_stride + WINDOW_EXTRA, self.input_size, self.input_size)
@@ -118,6 +134,18 @@ class ClipDataset(Dataset):
         """dtype of one item's ``clips``."""
         return torch.uint8 if self.planes_on_device else torch.float32
 
+    @property
+    def extra_fields(self) -> tuple[tuple[str, tuple[int, ...], torch.dtype], ...]:
+        """``(key, shape, dtype)`` of the items' other array fields (for an empty batch)."""
+        fields = []
+        if self.planes_on_device and self.train:
+            fields.append(("jitter", (2,), torch.float32))
+        if self.crop_on_device:
+            views = () if self.train else (self.num_views,)
+            fields += [("windows", views + (self.num_frames, self.fd_stride + WINDOW_EXTRA), torch.int64),
+                       ("boxes", views + (BOX_FIELDS,), torch.int64), ("levels", (2,), torch.float32)]
+        return tuple(fields)
+
     def __len__(self) -> int:
         return len(self.names)
 
@@ -126,7 +154,7 @@ class ClipDataset(Dataset):
         for skipped in range(MAX_SKIPS if self.skip_bad else 1):
             current = (index + skipped) % len(self.names)
             try:
-                clips, jitter = self.load_with_jitter(current, epoch)
+                arrays = self.load_item(current, epoch)
             except DataError as exc:
                 if not self.skip_bad:
                     raise
@@ -134,10 +162,9 @@ class ClipDataset(Dataset):
                 if not self.train:
                     return None
                 continue
-            item = {"clips": torch.from_numpy(clips), "label": self.labels[current],
-                    "identity": self.identities[current], "index": current, "num_bad": skipped}
-            if self.planes_on_device and self.train:
-                item["jitter"] = torch.from_numpy((jitter or NO_JITTER).as_array())
+            item = {key: torch.from_numpy(value) for key, value in arrays.items()}
+            item.update(label=self.labels[current], identity=self.identities[current], index=current,
+                        num_bad=skipped)
             return item
         raise DataError(f"{MAX_SKIPS} consecutive samples from {self.names[index]} are unreadable; "
                         "check the data folder")
@@ -155,10 +182,11 @@ class ClipDataset(Dataset):
         Raises:
             DataError: a missing or corrupt file of the sample.
         """
-        return self.load_with_jitter(index, epoch)[0]
+        return self.load_item(index, epoch)["clips"]
 
-    def load_with_jitter(self, index: int, epoch: int = 0) -> tuple[np.ndarray, Jitter | None]:
-        """:meth:`load`, plus the colour jitter drawn for the sample (None: none drawn, or test).
+    def load_item(self, index: int, epoch: int = 0) -> dict[str, np.ndarray]:
+        """The array fields of item ``index`` (see the class docstring): ``clips`` and, with
+        ``planes_on_device``, :attr:`extra_fields`.
 
         Raises:
             DataError: a missing or corrupt file of the sample.
@@ -170,13 +198,19 @@ class ClipDataset(Dataset):
             if self.planes_on_device:
                 raise ValueError("planes_on_device needs frames; the precomputed layout holds planes")
             views, jitter = self._precomputed_views(clip, indices, rng)
+        elif self.crop_on_device:
+            return self._frame_item(self.names[index], clip, indices, rng)
         elif self.planes_on_device:
             views, jitter = self._window_views(clip, indices, rng)
         else:
             views, jitter = self._derived_views(clip, indices, rng)
-        if self.train:
-            return views[0], jitter  # [T, 3, S, S] (windows: [T, k + 2, S, S])
-        return (views[0][None] if len(views) == 1 else np.stack(views)), jitter  # [V, T, ...]
+        if self.train:  # [T, 3, S, S] (windows: [T, k + 2, S, S])
+            item = {"clips": views[0]}
+        else:  # [V, T, ...]
+            item = {"clips": views[0][None] if len(views) == 1 else np.stack(views)}
+        if self.planes_on_device and self.train:
+            item["jitter"] = (jitter or NO_JITTER).as_array()
+        return item
 
     def _boxes(self, height: int, width: int, rng: np.random.Generator) -> list[CropBox]:
         if self.train:
@@ -191,6 +225,43 @@ class ClipDataset(Dataset):
         generator = torch.Generator().manual_seed(int(rng.integers(2 ** SEED_BITS)))
         degraded = simulate_lps(rgb, self.lps_level, generator).permute(0, 2, 3, 1).numpy()
         return to_gray(np.ascontiguousarray(degraded))
+
+    def _frame_item(self, name: str, clip: Clip, indices: np.ndarray,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The fields of a ``crop_on_device`` item, with the same draws as :meth:`_derived_views`.
+
+        Raises:
+            UserError: a box that shrinks the frames by :data:`~datasets.transforms.AREA_SHRINK`
+                or more (the device resizes bilinearly).
+        """
+        n = clip.num_frames
+        frame_ids = needed_frames(indices, self.fd_stride, n)
+        frames, levels = self._luma_frames(clip, frame_ids, rng)  # [U, H, W]
+        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
+        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        if max(box.shrink(self.input_size) for box in boxes) >= AREA_SHRINK:
+            raise UserError(f"sample {name}: frames of "
+                            f"{frames.shape[1]}x{frames.shape[2]} shrink {AREA_SHRINK}x or more to "
+                            f"DATA.INPUT_SIZE {self.input_size}, which DATA.CROP_ON_DEVICE does not "
+                            "resize (bilinear only); store smaller frames (tools/pack_dataset.py "
+                            "--short-side) or set DATA.CROP_ON_DEVICE False")
+        positions = np.searchsorted(frame_ids, window_frames(indices, self.fd_stride, n))  # [C, T, k + 2]
+        windows = np.repeat(positions, len(boxes), axis=0)  # [V, T, k + 2], view = clip * crops + crop
+        box_array = np.tile(np.stack([box.as_array() for box in boxes]), (len(positions), 1))  # [V, 5]
+        item = {"clips": np.ascontiguousarray(frames), "levels": np.array(levels, np.float32)}
+        if self.train:
+            item.update(windows=windows[0], boxes=box_array[0], jitter=(jitter or NO_JITTER).as_array())
+        else:
+            item.update(windows=windows, boxes=box_array)
+        return item
+
+    def _luma_frames(self, clip: Clip, frame_ids: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, Levels]:
+        """uint8 [U, H, W] frames ``frame_ids`` and their levels: the reader's luma when the film
+        is not simulated, else the degraded gray frames."""
+        if self.lps_level == 0:
+            return clip.read_luma(frame_ids)
+        return self._gray_frames(clip, frame_ids, rng), GRAY_LEVELS
 
     def _window_views(self, clip: Clip, indices: np.ndarray,
                       rng: np.random.Generator) -> tuple[list[np.ndarray], Jitter | None]:
@@ -262,29 +333,54 @@ class ClipDataset(Dataset):
 class ClipCollate:
     """Stacks items into a batch, dropping None items (skipped test samples).
 
-    Batch: ``clips`` [B, ...item_shape] (float32 planes or uint8 windows), ``label``/``identity``/
-    ``index`` int64 [B], ``num_bad`` int64 scalar (unreadable samples skipped for this batch), and
-    ``jitter`` float32 [B, 2] when the items carry one (training windows).
+    Batch: ``clips`` [B, ...item_shape] (float32 planes or uint8 windows; ``crop_on_device``
+    frames [U, H, W] zero-padded to the batch's largest U), ``label``/``identity``/``index`` int64
+    [B], ``num_bad`` int64 scalar (unreadable samples skipped for this batch), and the items'
+    other array fields stacked (``jitter`` [B, 2] of training windows; ``windows``, ``boxes``,
+    ``levels`` with ``crop_on_device``).
 
     Args:
         item_shape: shape of one item's clips (used for an all-skipped, empty batch).
         item_dtype: dtype of one item's clips (likewise).
+        extra_fields: ``(key, shape, dtype)`` of the other array fields (likewise),
+            :attr:`ClipDataset.extra_fields`.
     """
 
     item_shape: tuple[int, ...]
     item_dtype: torch.dtype = torch.float32
+    extra_fields: tuple[tuple[str, tuple[int, ...], torch.dtype], ...] = ()
 
     def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
         kept = [item for item in items if item is not None]
         num_bad = len(items) - len(kept) + sum(item["num_bad"] for item in kept)
-        if kept:
-            clips = torch.stack([item["clips"] for item in kept])
+        if not kept:
+            batch = {"clips": torch.empty((0,) + tuple(self.item_shape), dtype=self.item_dtype)}
+            batch.update({key: torch.empty((0,) + shape, dtype=dtype) for key, shape, dtype in self.extra_fields})
         else:
-            clips = torch.empty((0,) + tuple(self.item_shape), dtype=self.item_dtype)
-        batch = {"clips": clips}
-        if kept and "jitter" in kept[0]:
-            batch["jitter"] = torch.stack([item["jitter"] for item in kept])  # [B, 2]
+            batch = {"clips": _stack_padded([item["clips"] for item in kept])}
+            batch.update({key: torch.stack([item[key] for item in kept])
+                          for key in kept[0] if key != "clips" and key not in SCALAR_KEYS})
         for key in ("label", "identity", "index"):
             batch[key] = torch.tensor([item[key] for item in kept], dtype=torch.long)
         batch["num_bad"] = torch.tensor(num_bad, dtype=torch.long)
         return batch
+
+
+def _stack_padded(clips: list[torch.Tensor]) -> torch.Tensor:
+    """Stacks tensors that may differ in their first dimension (frame counts), zero-padding it.
+
+    Raises:
+        UserError: the other dimensions differ (frames of different sizes in one batch).
+    """
+    shapes = {tuple(c.shape[1:]) for c in clips}
+    if len(shapes) > 1:
+        raise UserError(f"DATA.CROP_ON_DEVICE batches frames of one size, but this batch holds "
+                        f"{sorted(shapes)}; store the frames at one size (tools/pack_dataset.py "
+                        "--short-side) or set DATA.CROP_ON_DEVICE False")
+    longest = max(len(c) for c in clips)
+    if all(len(c) == longest for c in clips):
+        return torch.stack(clips)
+    out = clips[0].new_zeros((len(clips), longest) + tuple(clips[0].shape[1:]))
+    for row, c in zip(out, clips):
+        row[:len(c)] = c
+    return out

@@ -11,7 +11,10 @@ the frames t-k-1..t, so :func:`needed_frames` gives the union to decode once.
 
 With ``DATA.PLANES_ON_DEVICE`` the workers return, per sampled t, the uint8 window w of the k + 2
 frames t-k-1..t (:func:`window_frames`), and :func:`planes_from_windows` computes on the device
-fd(t-1) = |w[k] - w[0]|, fd(t) = |w[k+1] - w[1]| and avg(t) = mean(w[2..k+1]).
+fd(t-1) = |w[k] - w[0]|, fd(t) = |w[k+1] - w[1]| and avg(t) = mean(w[2..k+1]). With
+``DATA.CROP_ON_DEVICE`` as well, the workers return the decoded frames uncropped, with the window
+positions, the crop boxes and the luma levels, and :func:`planes_from_frames` maps the levels,
+crops, resizes and flips on the device before the planes (:class:`DevicePlanes` runs either).
 
 CLIP normalisation of a gray value x (on the 0..1 scale) replicated on the three channels and
 averaged after the per-channel normalisation is one affine map:
@@ -26,13 +29,13 @@ every token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
 import torch
 
-from datasets.transforms import apply_jitter_torch
+from datasets.transforms import apply_jitter_torch, crop_resize_torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -139,6 +142,67 @@ def planes_from_windows(windows: torch.Tensor, norm: PlaneNorm = PlaneNorm(),
     planes = torch.stack([fd_prev, fd_now, avg], dim=-3)  # [B, ..., T, 3, H, W]
     scale, shift = torch.tensor(norm.affine(), dtype=planes.dtype, device=planes.device).unbind(-1)
     return torch.addcmul(shift[:, None, None], planes, scale[:, None, None])
+
+
+def planes_from_frames(frames: torch.Tensor, positions: torch.Tensor, boxes: torch.Tensor,
+                       levels: torch.Tensor, size: int, norm: PlaneNorm = PlaneNorm(),
+                       jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """The normalised planes of whole decoded frames, on the frames' device: the levels map to
+    gray (clamped to 0..255), :func:`~datasets.transforms.crop_resize_torch` of every box, the
+    windows gathered, then :func:`planes_from_windows`. Equals the planes of the workers' uint8
+    crops up to their rounding (float arithmetic here).
+
+    Args:
+        frames: uint8 ``[B, U, H, W]`` decoded frames of each clip (zero-padded along U).
+        positions: int64 ``[B, T, k + 2]`` (one view) or ``[B, V, T, k + 2]``: the window frames
+            t-k-1..t of every sampled t as positions along U.
+        boxes: int64 ``[B, 5]`` or ``[B, V, 5]`` crop boxes (:meth:`~datasets.transforms.CropBox.as_array`).
+        levels: float32 ``[B, 2]`` (scale, offset) with gray = scale * frame + offset.
+        size: output side S.
+        norm: the plane normalisation.
+        jitter: float32 ``[B, 2]`` brightness and contrast per sample, or None.
+
+    Returns:
+        float32 ``[B, T, 3, S, S]`` or ``[B, V, T, 3, S, S]``.
+    """
+    single = positions.dim() == 3
+    if single:
+        positions, boxes = positions[:, None], boxes[:, None]  # [B, 1, T, k + 2], [B, 1, 5]
+    batch, views, count, window = positions.shape
+    if batch == 0:  # every sample of the batch was skipped
+        shape = (0, count, PLANES, size, size) if single else (0, views, count, PLANES, size, size)
+        return torch.zeros(shape, device=frames.device)
+    scale, offset = levels.to(frames.device, torch.float32).unbind(-1)  # [B] each
+    gray = torch.addcmul(offset[:, None, None, None], frames.float(), scale[:, None, None, None])
+    resized = crop_resize_torch(gray.clamp_(0.0, PIXEL_MAX), boxes, size)  # [B, V, U, S, S]
+    index = positions.to(frames.device).reshape(batch, views, count * window, 1, 1)
+    windows = torch.gather(resized, 2, index.expand(-1, -1, -1, size, size))  # [B, V, T * (k + 2), S, S]
+    windows = windows.view(batch, views, count, window, size, size)
+    return planes_from_windows(windows[:, 0] if single else windows, norm, jitter)
+
+
+@dataclass(frozen=True)
+class DevicePlanes:
+    """The device step of ``DATA.PLANES_ON_DEVICE``: a batch from the workers -> normalised planes.
+
+    Args:
+        norm: the plane normalisation.
+        crop_size: 0 = the batch holds the workers' cropped windows (:func:`planes_from_windows`);
+            else the side S the device crops and resizes whole frames to (``DATA.CROP_ON_DEVICE``,
+            :func:`planes_from_frames`).
+    """
+
+    norm: PlaneNorm = PlaneNorm()
+    crop_size: int = 0
+
+    def __call__(self, batch: Mapping[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        """float32 planes ``[B, (V,) T, 3, S, S]`` on ``device`` of a collated batch."""
+        clips = batch["clips"].to(device, non_blocking=True)
+        jitter = batch["jitter"].to(device) if "jitter" in batch else None
+        if not self.crop_size:
+            return planes_from_windows(clips, self.norm, jitter)
+        return planes_from_frames(clips, batch["windows"], batch["boxes"], batch["levels"],
+                                  self.crop_size, self.norm, jitter)
 
 
 def ifns_planes(gray: np.ndarray, frame_ids: np.ndarray, indices: np.ndarray, stride: int,

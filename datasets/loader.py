@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Sampler
 from yacs.config import CfgNode
 
 from datasets.dataset import ClipCollate, ClipDataset, ClipOpener
-from datasets.ifns import PlaneNorm
+from datasets.ifns import DevicePlanes, PlaneNorm
 from datasets.ntu import NTU_NAME_RE, load_class_names, parse_name, split_names
 from datasets.packed import PackedClip, PackedStore
-from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
 from utils.config import resolve_path
 from utils.errors import UserError
 
@@ -96,7 +96,9 @@ class Loaders:
     Args:
         train: training loader (batches of ``clips`` [B, T, 3, S, S], ``label``, ``identity``,
             ``index``, ``num_bad``; with ``DATA.PLANES_ON_DEVICE`` uint8 windows [B, T, k + 2, S, S]
-            and ``jitter`` [B, 2] for :func:`~datasets.ifns.planes_from_windows`).
+            and ``jitter`` [B, 2] for :func:`~datasets.ifns.planes_from_windows`; with
+            ``DATA.CROP_ON_DEVICE`` the frames and fields of :func:`~datasets.ifns.planes_from_frames`,
+            see :class:`~datasets.dataset.ClipDataset`; :func:`build_device_planes` turns either into planes).
         val: evaluation loader (``clips`` [B, V, T, 3, S, S] or windows [B, V, T, k + 2, S, S], ...).
         train_sampler: call ``set_epoch(epoch)`` before each epoch.
         val_sampler: this rank's shard of the validation set.
@@ -152,12 +154,13 @@ def _list_entries(root: Path, layout: str, video_ext: str) -> dict[str, Path]:
 
 
 def _open_sample(name: str, *, layout: str, paths: dict[str, Path], root: Path, video_ext: str,
-                 avg_root: Path | None, store: PackedStore | None, video_backend: str):
+                 avg_root: Path | None, store: PackedStore | None, video_backend: str,
+                 luma_levels: LumaLevels):
     path = paths.get(name, root / (name + video_ext if layout == "video" else name))
     if store is not None:
         return PackedClip(store, path.name)
     if layout == "video":
-        return VideoClip(path, name, backend=video_backend)
+        return VideoClip(path, name, backend=video_backend, luma_levels=luma_levels)
     if layout == "precomputed":
         return PrecomputedClip(path, avg_root / path.name, name)
     return FrameFolderClip(path, name)
@@ -202,13 +205,14 @@ def _check_labels(names: list[str], num_classes: int, num_identities: int, part:
                             f"DATA.NUM_IDENTITIES = {num_identities}; raise DATA.NUM_IDENTITIES")
 
 
-def build_datasets(cfg: CfgNode, planes_on_device: bool = False) -> DataSplits:
+def build_datasets(cfg: CfgNode, planes_on_device: bool = False, crop_on_device: bool = False) -> DataSplits:
     """Finds the samples, splits them by the benchmark (or the split lists) and builds datasets.
 
     Args:
         cfg: the experiment config.
         planes_on_device: items are uint8 frame windows (``DATA.PLANES_ON_DEVICE``, set by
             :func:`build_loaders` for the train/test step); False (tools): planes.
+        crop_on_device: items are uncropped frames (``DATA.CROP_ON_DEVICE``, likewise).
 
     Raises:
         UserError: a missing data folder, split list or label file, or labels beyond the config.
@@ -235,14 +239,14 @@ def build_datasets(cfg: CfgNode, planes_on_device: bool = False) -> DataSplits:
     avg_root = Path(resolve_path(data.AVG_ROOT)) if data.LAYOUT == "precomputed" else None
     opener: ClipOpener = partial(_open_sample, layout=data.LAYOUT, paths=paths, root=root,
                                  video_ext=video_ext, avg_root=avg_root, store=store,
-                                 video_backend=data.VIDEO_BACKEND)
+                                 video_backend=data.VIDEO_BACKEND, luma_levels=LumaLevels())
     common = dict(opener=opener, num_frames=data.NUM_FRAMES, fd_stride=data.FD_STRIDE,
                   input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
                   color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
                   num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
                   rgb_pairs=cfg.MODEL.ENCODER != "ifns", skip_bad=data.SKIP_BAD,
                   plane_norm=PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD),
-                  planes_on_device=planes_on_device)
+                  planes_on_device=planes_on_device, crop_on_device=crop_on_device)
     train = ClipDataset(names=train_names, train=True, **common)
     val = ClipDataset(names=val_names, train=False, **common)
     class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)
@@ -266,7 +270,8 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
     Raises:
         UserError: see :func:`build_datasets`; also a training set smaller than one batch per rank.
     """
-    splits = build_datasets(cfg, planes_on_device=cfg.DATA.PLANES_ON_DEVICE)
+    splits = build_datasets(cfg, planes_on_device=cfg.DATA.PLANES_ON_DEVICE,
+                            crop_on_device=cfg.DATA.CROP_ON_DEVICE)
     data = cfg.DATA
     train_sampler = TrainSampler(len(splits.train), rank, world_size, cfg.SEED)
     val_sampler = EvalSampler(len(splits.val), rank, world_size)
@@ -279,13 +284,25 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
                   worker_init_fn=_worker_init if workers > 0 else None)
     train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
                        drop_last=True, **common,
-                       collate_fn=ClipCollate(splits.train.item_shape, splits.train.item_dtype))
+                       collate_fn=ClipCollate(splits.train.item_shape, splits.train.item_dtype,
+                                              splits.train.extra_fields))
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,
                      drop_last=False, **common,
-                     collate_fn=ClipCollate(splits.val.item_shape, splits.val.item_dtype))
+                     collate_fn=ClipCollate(splits.val.item_shape, splits.val.item_dtype,
+                                            splits.val.extra_fields))
     train_identities = set(splits.train.identities)
     logger.info("data: %d train / %d val videos from %s, %d classes, %d train identities",
                 len(splits.train), len(splits.val), splits.root, len(splits.class_names),
                 len(train_identities))
     return Loaders(train, val, train_sampler, val_sampler, splits.class_names, train_identities,
                    len(splits.train), len(splits.val))
+
+
+def build_device_planes(cfg: CfgNode) -> DevicePlanes | None:
+    """The device step of the train/test batches (``DATA.PLANES_ON_DEVICE``, ``DATA.CROP_ON_DEVICE``),
+    or None when the workers compute the planes."""
+    data = cfg.DATA
+    if not data.PLANES_ON_DEVICE:
+        return None
+    return DevicePlanes(PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD),
+                        data.INPUT_SIZE if data.CROP_ON_DEVICE else 0)

@@ -32,7 +32,7 @@ from types import TracebackType
 
 import numpy as np
 
-from datasets.readers import DataError
+from datasets.readers import GRAY_LEVELS, DataError, Levels
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +332,10 @@ class PackedClip:
                                    "holds grayscale frames only; use DATA.LAYOUT video or frames "
                                    "for an RGB encoder")
         return self.store.read_gray(self.sample, indices, copy=False)
+
+    def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, Levels]:
+        """Gray frames ``indices`` (see :class:`datasets.readers.Clip`)."""
+        return self.read(indices, gray=True), GRAY_LEVELS
 
 
 class PackedOpener:

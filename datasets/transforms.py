@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
 MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
 PIXEL_MAX = 255.0
 AREA_SHRINK = 2  # area interpolation from this shrink factor on, bilinear below
+BOX_FIELDS = 5  # a box as integers: top, left, height, width, flip
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,14 @@ class CropBox:
     height: int
     width: int
     flip: bool = False
+
+    def as_array(self) -> np.ndarray:
+        """int64 ``[5]`` (top, left, height, width, flip): a box for :func:`crop_resize_torch`."""
+        return np.array([self.top, self.left, self.height, self.width, self.flip], np.int64)
+
+    def shrink(self, size: int) -> float:
+        """The factor by which resizing the box to ``size x size`` shrinks its short side."""
+        return min(self.height, self.width) / size
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,53 @@ def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
         else:
             cv2.resize(crop, (size, size), dst=dst, interpolation=interpolation)
     return out
+
+
+def _source_coords(start: torch.Tensor, length: torch.Tensor, size: int, extent: int) -> torch.Tensor:
+    """Normalised grid coordinates (``align_corners=False``) of OpenCV's bilinear sampling of a
+    ``length``-pixel run from ``start`` resized to ``size``: source pixel ``(i + 0.5) * length /
+    size - 0.5`` of the run, clamped to the run (OpenCV replicates the crop's border).
+
+    Args:
+        start: int64 ``[...]`` first pixel of each run.
+        length: int64 ``[...]`` pixels in each run.
+        size: output pixels.
+        extent: pixels of the frame along this axis.
+
+    Returns:
+        float32 ``[..., size]``.
+    """
+    steps = torch.arange(size, device=start.device, dtype=torch.float32) + 0.5  # [S]
+    run = length.to(torch.float32)[..., None]  # [..., 1]
+    source = (steps * run / size - 0.5).clamp(min=0.0)
+    source = torch.minimum(source, run - 1) + start.to(torch.float32)[..., None]  # [..., S]
+    return (source + 0.5) * (2.0 / extent) - 1.0
+
+
+def crop_resize_torch(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`crop_resize` on the device for a batch of clips and several boxes per clip:
+    OpenCV's bilinear resize (its sample positions and border rule, in float arithmetic), then
+    the flip. Boxes must shrink by less than :data:`AREA_SHRINK` (the bilinear regime).
+
+    Args:
+        frames: float ``[B, U, H, W]`` frames.
+        boxes: int64 ``[B, V, 5]`` boxes per clip (:meth:`CropBox.as_array`).
+        size: output side S.
+
+    Returns:
+        float ``[B, V, U, S, S]``.
+    """
+    batch, count, height, width = frames.shape
+    views = boxes.shape[1]
+    top, left, box_height, box_width, flip = boxes.to(frames.device).unbind(-1)  # [B, V] each
+    rows = _source_coords(top, box_height, size, height)  # [B, V, S]
+    cols = _source_coords(left, box_width, size, width)  # [B, V, S]
+    cols = torch.where(flip[..., None].bool(), cols.flip(-1), cols)
+    grid = torch.stack(torch.broadcast_tensors(cols[:, :, None, :], rows[:, :, :, None]), dim=-1)  # [B, V, S, S, 2]
+    # The views stacked along the output rows: one sampling pass over the frames of each clip.
+    out = F.grid_sample(frames, grid.reshape(batch, views * size, size, 2), mode="bilinear",
+                        padding_mode="border", align_corners=False)  # [B, U, V * S, S]
+    return out.view(batch, count, views, size, size).transpose(1, 2)  # [B, V, U, S, S]
 
 
 def draw_jitter(probability: float, rng: np.random.Generator) -> Jitter | None:

@@ -1,11 +1,13 @@
-"""Readers: decord equals opencv's sequential decode, frame folders, precomputed, bad files."""
+"""Readers: decord equals opencv's sequential decode, the luma backend, frame folders, precomputed,
+bad files."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip, to_gray
+from datasets.readers import (GRAY_LEVELS, LIMITED_LEVELS, DataError, FrameFolderClip, LumaLevels,
+                              PrecomputedClip, VideoClip, calibrate_luma, levels_table, to_gray)
 
 
 def _opencv_sequential(path) -> np.ndarray:
@@ -133,3 +135,60 @@ def test_precomputed_reads_gray_and_colour_jpegs_as_opencv_gray_and_names_bad_fi
         PrecomputedClip(tmp_path / "fd" / name, tmp_path / "avg" / name, name)
     with pytest.raises(DataError, match="not found"):
         PrecomputedClip(tmp_path / "fd" / "missing", tmp_path / "avg" / name, name)
+
+
+def _write(path, frames, fourcc: str) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, frames.shape[2:0:-1])
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+@pytest.mark.parametrize("fourcc, ext, levels", [("mp4v", ".mp4", LIMITED_LEVELS), ("MJPG", ".avi", GRAY_LEVELS)])
+def test_luma_backend_reads_the_gray_of_limited_and_full_range_video(tmp_path, make, fourcc, ext, levels):
+    path = tmp_path / f"v{ext}"
+    source = make.moving_frames(2, num_frames=12, height=32, width=48)
+    _write(path, source, fourcc)
+    assert calibrate_luma(path) == levels  # MPEG-4 stores limited-range luma, MJPEG full range
+    indices = np.array([7, 0, 3, 3, 11])
+    colour = VideoClip(path, "v", backend="opencv").read(indices, gray=True).astype(int)
+    gray = VideoClip(path, "v", backend="luma").read(indices, gray=True)
+    assert gray.shape == colour.shape and np.array_equal(gray[2], gray[3])
+    diff = np.abs(gray - colour)
+    assert np.percentile(diff, 99) <= 3 and diff.mean() < 2  # more only at the square's chroma edges
+    truth = to_gray(source[indices]).astype(int)  # the gray the video encoded
+    assert np.abs(gray - truth).mean() < np.abs(colour - truth).mean()  # luma is the closer one
+    planes, found = VideoClip(path, "v", backend="luma").read_luma(indices)
+    assert found == levels and np.array_equal(levels_table(levels)[planes], gray)
+
+
+def test_luma_backend_reads_other_pixel_formats_through_the_colour_path(tmp_path, make):
+    path = tmp_path / "rgb.avi"
+    _write(path, make.moving_frames(3, num_frames=6, height=32, width=48), "FFV1")  # BGRA frames
+    assert calibrate_luma(path) is None
+    expected = VideoClip(path, "v", backend="opencv").read(np.arange(6), gray=True)
+    frames, levels = VideoClip(path, "v", backend="luma").read_luma(np.arange(6))
+    assert levels == GRAY_LEVELS and np.array_equal(frames, expected)
+    assert np.array_equal(VideoClip(path, "v", backend="luma").read(np.arange(6), gray=True), expected)
+
+
+def test_luma_levels_are_calibrated_once_per_folder_and_codec(tmp_path, make, monkeypatch):
+    from datasets import readers
+
+    calls = []
+    monkeypatch.setattr(readers, "calibrate_luma", lambda path: calls.append(path) or LIMITED_LEVELS)
+    for i in range(3):
+        make.write_video(tmp_path / "a" / f"{i}.mp4", make.moving_frames(i))
+    make.write_video(tmp_path / "b" / "0.mp4", make.moving_frames(0))
+    shared = LumaLevels()
+    for path in sorted(tmp_path.glob("*/*.mp4")):
+        VideoClip(path, path.stem, backend="luma", luma_levels=shared).read_luma(np.arange(2))
+    assert [p.parent.name for p in calls] == ["a", "b"]
+
+
+def test_read_luma_of_gray_readers_has_identity_levels(tmp_path, make):
+    path = tmp_path / "v.mp4"
+    make.write_video(path, make.moving_frames(1))
+    frames, levels = VideoClip(path, "v", backend="opencv").read_luma(np.array([2, 1]))
+    assert levels == GRAY_LEVELS
+    assert np.array_equal(frames, VideoClip(path, "v", backend="opencv").read(np.array([2, 1]), gray=True))

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from datasets.ifns import PlaneNorm, planes_from_windows
+from datasets.ifns import DevicePlanes
 from trainers.distributed import DistInfo, all_gather_objects
 from trainers.precision import autocast_context
 from utils.misc import atomic_write_text
@@ -26,7 +26,7 @@ PER_CLASS_NAME = "per_class_acc.csv"
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
-            precision: str, device_planes: PlaneNorm | None = None) -> dict[str, torch.Tensor]:
+            precision: str, device_planes: DevicePlanes | None = None) -> dict[str, torch.Tensor]:
     """Runs the model over this rank's share of the validation set.
 
     Args:
@@ -34,8 +34,8 @@ def predict(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device:
         loader: batches with ``clips`` [B, V, T, 3, H, W], ``label``, ``identity`` and ``index`` [B].
         device: compute device.
         precision: autocast precision.
-        device_planes: the batches hold uint8 windows [B, V, T, k + 2, H, W] whose planes are
-            computed on ``device`` with this normalisation; None = they hold planes.
+        device_planes: the batches hold uint8 frames (windows [B, V, T, k + 2, H, W], or whole
+            frames) whose planes this computes on ``device``; None = they hold planes.
 
     Returns:
         CPU tensors: ``index``, ``label``, ``identity`` [M], ``action_topk`` and ``identity_topk``
@@ -46,9 +46,10 @@ def predict(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device:
                                                              "identity_topk")}
     num_views = 0
     for batch in loader:
-        clips = batch["clips"].to(device, non_blocking=True)
-        if device_planes is not None:  # uint8 windows -> planes [B, V, T, 3, H, W]
-            clips = planes_from_windows(clips, device_planes)
+        if device_planes is not None:  # uint8 frames -> planes [B, V, T, 3, H, W]
+            clips = device_planes(batch, device)
+        else:
+            clips = batch["clips"].to(device, non_blocking=True)
         batch_size, num_views = clips.shape[:2]
         with autocast_context(precision, device):
             action_logits, identity_logits = model(clips.flatten(0, 1))  # [B*V, K], [B*V, P]
@@ -126,7 +127,7 @@ def compute_metrics(pred: dict[str, torch.Tensor], *, num_classes: int,
 def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, info: DistInfo,
              precision: str, num_classes: int, train_identities: set[int], epoch: int,
              class_names: list[str] | None = None, output_dir: str | None = None,
-             device_planes: PlaneNorm | None = None) -> dict[str, Any]:
+             device_planes: DevicePlanes | None = None) -> dict[str, Any]:
     """Evaluates on every rank's share, gathers, and (rank 0, with ``output_dir``) writes
     ``metrics.json`` and ``per_class_acc.csv``.
 

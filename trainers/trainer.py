@@ -21,8 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from yacs.config import CfgNode
 
-from datasets import build_loaders, build_mixup
-from datasets.ifns import PlaneNorm, planes_from_windows
+from datasets import build_device_planes, build_loaders, build_mixup
+from datasets.ifns import DevicePlanes
 from models import build_model
 from trainers.checkpoint import (BEST_NAME, LAST_NAME, CheckpointError, FORMAT_VERSION,
                                  epoch_checkpoint_name, find_latest_checkpoint, load_checkpoint,
@@ -105,8 +105,8 @@ class Trainer:
         print_freq: progress line every N optimizer steps.
         writer: TensorBoard writer (rank 0) or None.
         counters: the counters, updated in place.
-        device_planes: the batches hold uint8 frame windows (``DATA.PLANES_ON_DEVICE``) whose
-            planes are computed on the device with this normalisation; None = they hold planes.
+        device_planes: the batches hold uint8 frames (``DATA.PLANES_ON_DEVICE``) whose planes
+            this computes on the device; None = they hold planes.
     """
 
     model: nn.Module
@@ -126,7 +126,7 @@ class Trainer:
     print_freq: int = 20
     writer: Any = None
     counters: TrainCounters = field(default_factory=TrainCounters)
-    device_planes: PlaneNorm | None = None
+    device_planes: DevicePlanes | None = None
 
     def steps_per_epoch(self, num_batches: int) -> int:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
@@ -138,9 +138,10 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        clips = batch["clips"].to(self.device, non_blocking=True)  # [B, T, 3, H, W]
-        if self.device_planes is not None:  # uint8 windows [B, T, k + 2, H, W] -> [B, T, 3, H, W]
-            clips = planes_from_windows(clips, self.device_planes, batch["jitter"].to(self.device))
+        if self.device_planes is not None:  # uint8 frames -> planes [B, T, 3, H, W]
+            clips = self.device_planes(batch, self.device)
+        else:
+            clips = batch["clips"].to(self.device, non_blocking=True)  # [B, T, 3, H, W]
         label = batch["label"].to(self.device, non_blocking=True)
         identity = batch["identity"].to(self.device, non_blocking=True)
         if self.mixup is not None:
@@ -402,8 +403,7 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
         logger.info("TRAIN.OPT_LEVEL %s (apex) mapped to torch.amp precision %s", cfg.TRAIN.OPT_LEVEL,
                     cfg.TRAIN.PRECISION)
     mixup_rng = np.random.default_rng([cfg.SEED, info.rank])
-    device_planes = (PlaneNorm.from_lists(cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD)
-                     if cfg.DATA.PLANES_ON_DEVICE else None)
+    device_planes = build_device_planes(cfg)
     loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS, weight=cfg.TRAIN.PRIVACY_WEIGHT,
                           label_smoothing=cfg.AUG.LABEL_SMOOTH)
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,

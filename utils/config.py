@@ -33,8 +33,10 @@ _C.DATA.BENCHMARK = "xset"  # split rule: xsub | xview | xset (ntu120) ; xsub | 
 _C.DATA.ROOT = ""  # folder of the clips (videos or frame folders, see LAYOUT); "" = synthetic cache
 _C.DATA.LAYOUT = "frames"  # storage: video | frames | precomputed | packed
 _C.DATA.VIDEO_EXT = ".mp4"  # file extension of videos when LAYOUT is video
-# video decoder: auto (decord, opencv where decord fails) | decord | opencv. Both give the same
-# frames; opencv decoded the synthetic clips 2.1x faster per worker (docs/performance.md)
+# video decoder: auto (decord, opencv where decord fails) | decord | opencv | luma. decord and
+# opencv give the same frames; opencv decoded the synthetic clips 2.1x faster per worker. luma:
+# opencv without the colour conversion for gray frames (the decoder's luma plane, about 2x faster
+# again; gray within a few levels of the colour path's; see datasets/readers.py)
 _C.DATA.VIDEO_BACKEND = "auto"
 _C.DATA.FD_ROOT = ""  # precomputed layout: folder of fd/<sample>/<i>.jpg frame differences
 _C.DATA.AVG_ROOT = ""  # precomputed layout: folder of avg/<sample>/<i>.jpg temporal averages
@@ -55,6 +57,10 @@ _C.DATA.PLANE_STD = []
 # True: workers return uint8 frame windows; the three IFNS planes are computed on the device in
 # the train/test step (fastest with DATA.LAYOUT packed)
 _C.DATA.PLANES_ON_DEVICE = False
+# True (with PLANES_ON_DEVICE): workers return the decoded frames uncropped and the device maps the
+# luma levels, crops, resizes and flips them (bilinear; frames must shrink less than 2x to
+# INPUT_SIZE: for videos or packed stores near the input size, e.g. pack_dataset --short-side)
+_C.DATA.CROP_ON_DEVICE = False
 _C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
 _C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
 _C.DATA.SKIP_BAD = False  # True: skip and count unreadable samples; False: stop with an error
@@ -154,7 +160,7 @@ _CHOICES = {
     "DATA.DATASET": ("ntu60", "ntu120"),
     "DATA.BENCHMARK": ("xsub", "xview", "xset"),
     "DATA.LAYOUT": ("video", "frames", "precomputed", "packed"),
-    "DATA.VIDEO_BACKEND": ("auto", "decord", "opencv"),
+    "DATA.VIDEO_BACKEND": ("auto", "decord", "opencv", "luma"),
     "DATA.SYNTHETIC.SOURCE": ("lps", "raw"),
     "MODEL.ARCH": ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14-336", "custom"),
     "MODEL.ENCODER": ("ifns", "rgb", "downsample", "bdq"),
@@ -268,6 +274,8 @@ def _validate(cfg: CN) -> None:
     if cfg.DATA.PLANES_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
         raise ConfigError("DATA.PLANES_ON_DEVICE True needs MODEL.ENCODER ifns and a DATA.LAYOUT with "
                           "frames (video, frames or packed); set it False")
+    if cfg.DATA.CROP_ON_DEVICE and not cfg.DATA.PLANES_ON_DEVICE:
+        raise ConfigError("DATA.CROP_ON_DEVICE True needs DATA.PLANES_ON_DEVICE True; set both or neither")
 
 
 def resolve_path(path: str) -> str:
