@@ -5,7 +5,7 @@ import torch
 
 from tools import benchmark
 
-TINY = ["DATA.SYNTHETIC.SIZE", "32", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SYNTHETIC.NUM_ACTIONS", "2",
+TINY = ["DATA.SYNTHETIC.SIZE", "28", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SYNTHETIC.NUM_ACTIONS", "2",
         "DATA.SYNTHETIC.NUM_PERFORMERS", "2", "DATA.SYNTHETIC.NUM_SETUPS", "2",
         "DATA.SYNTHETIC.NUM_CAMERAS", "1", "DATA.SYNTHETIC.NUM_REPLICATIONS", "1",
         "DATA.INPUT_SIZE", "16", "DATA.NUM_FRAMES", "4", "MODEL.CUSTOM.LAYERS", "1",
@@ -33,13 +33,17 @@ def test_benchmark_json_schema(tmp_path):
     for backend in ("math", "sdpa"):
         assert result["attention"][backend]["fwd_bwd_s"] > 0
     assert "available" in result["attention"]["triton"]
-    for layout in ("video", "frames", "precomputed", "packed", "packed_device", "packed_device_train",
-                   "packed_short_train", "jpeg_baseline"):
+    for layout in ("video", "video_luma", "video_luma_device", "frames", "precomputed", "packed",
+                   "packed_device", "packed_device_train", "packed_short_train", "jpeg_baseline"):
         assert result["data"][layout]["clips_per_s"] > 0, layout
     assert result["data"]["ratios"]["packed_over_precomputed"] > 0
     device = result["data"]["packed_device"]
     assert device["device_planes_ms"] > 0 and device["device_planes_max_abs_diff"] < 1e-4
     assert device["window_bytes"] == 4 * (4 + 2) * 16 * 16  # T (k + 2) S S uint8, k = FD_STRIDE 4
+    frames = result["data"]["video_luma_device"]  # 28 px frames cropped and resized on the device
+    assert frames["device_planes_ms"] > 0 and frames["device_planes_max_abs_diff_levels"] < 3
+    assert frames["window_bytes"] == 11 * 28 * 28  # the frames t-5..t of 4 of 12 frames, uncropped
+    assert result["data"]["stages"]["ms_per_clip"]["decode_video_luma"] > 0
 
 
 def test_flop_count_includes_cpu_fused_attention():

@@ -47,13 +47,13 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from yacs.config import CfgNode
 
-from datasets.dataset import ClipDataset
-from datasets.ifns import (GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX, PlaneNorm, ifns_planes, ifns_planes_uint8,
-                           needed_frames, planes_from_windows)
+from datasets.dataset import ClipCollate, ClipDataset
+from datasets.ifns import (GRAY_OFFSET, GRAY_SCALE, PIXEL_MAX, DevicePlanes, PlaneNorm, ifns_planes,
+                           ifns_planes_uint8, needed_frames)
 from datasets.ntu import load_class_names
 from datasets.packed import PackedOpener, PackedWriter
-from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
-from datasets.transforms import crop_resize, eval_crop_boxes
+from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
+from datasets.transforms import AREA_SHRINK, crop_resize, eval_crop_boxes
 from models import build_model, clip_size
 from models.attention import Attention, math_attention, uses_formula
 from trainers.optim import build_optimizer
@@ -593,8 +593,9 @@ def _open_frames(name: str, root: Path) -> FrameFolderClip:
     return FrameFolderClip(root / name, name)
 
 
-def _open_video(name: str, root: Path, ext: str, backend: str = "auto") -> VideoClip:
-    return VideoClip(root / f"{name}{ext}", name, backend=backend)
+def _open_video(name: str, root: Path, ext: str, backend: str = "auto",
+                luma_levels: LumaLevels | None = None) -> VideoClip:
+    return VideoClip(root / f"{name}{ext}", name, backend=backend, luma_levels=luma_levels)
 
 
 def _open_precomputed(name: str, root: Path) -> PrecomputedClip:
@@ -612,6 +613,8 @@ def source_openers(cfg: CfgNode) -> tuple[dict[str, Callable], list[str]]:
         videos = source / "videos"
         openers = {"video": functools.partial(_open_video, root=videos, ext=".mp4"),
                    "video_opencv": functools.partial(_open_video, root=videos, ext=".mp4", backend="opencv"),
+                   "video_luma": functools.partial(_open_video, root=videos, ext=".mp4", backend="luma",
+                                                   luma_levels=LumaLevels()),
                    "frames": functools.partial(_open_frames, root=source / "frames")}
     else:
         openers = {cfg.DATA.LAYOUT: splits.train.opener}
@@ -645,16 +648,17 @@ def write_packed(opener: Callable, names: list[str], out: Path, short_side: int 
             writer.add(name, decode_gray(opener(name), short_side))
 
 
-def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable,
-                 planes_on_device: bool = False) -> ClipDataset:
+def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_device: bool = False,
+                 crop_on_device: bool = False) -> ClipDataset:
     """A deterministic single-view dataset (centre crop, centre frames) over ``names``
-    (``planes_on_device``: its items are the uint8 frame windows)."""
+    (``planes_on_device``: its items are the uint8 frame windows; ``crop_on_device`` too: the
+    uncropped frames)."""
     data = cfg.DATA
     return ClipDataset(names=names, opener=opener, train=False, num_frames=data.NUM_FRAMES,
                        fd_stride=data.FD_STRIDE, input_size=data.INPUT_SIZE,
                        scales=list(cfg.AUG.SCALES), flip=False, color_jitter=0.0, num_clip=1,
                        num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False,
-                       planes_on_device=planes_on_device)
+                       planes_on_device=planes_on_device, crop_on_device=crop_on_device)
 
 
 def train_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_device: bool) -> ClipDataset:
@@ -719,7 +723,9 @@ def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: in
 
     Args:
         cfg: experiment config (frames, stride).
-        openers: layout -> opener; the ``video`` and ``video_opencv`` ones are timed.
+        openers: layout -> opener; the ``video``, ``video_opencv`` and ``video_luma`` ones are
+            timed (the last one's luma planes, before the levels: what ``DATA.CROP_ON_DEVICE``
+            workers read).
         name: the clip.
         reps: timed calls (the fastest counts).
 
@@ -727,7 +733,7 @@ def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: in
         ``{"decode_<layout>": ms, "decode_<layout>_frames": frames decoded}``.
     """
     result = {}
-    for layout in ("video", "video_opencv"):
+    for layout in ("video", "video_opencv", "video_luma"):
         if layout not in openers:
             continue
         dataset = clip_dataset(cfg, [name], openers[layout])
@@ -735,23 +741,29 @@ def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: in
         frame_ids = needed_frames(dataset.frame_indices(count, None), cfg.DATA.FD_STRIDE, count)
 
         def decode(opener: Callable = openers[layout], frame_ids: np.ndarray = frame_ids) -> np.ndarray:
-            return opener(name).read(frame_ids, gray=True)
+            return opener(name).read_luma(frame_ids)[0]
 
         result[f"decode_{layout}"] = 1e3 * min(time_call(decode, torch.device("cpu"), reps, SETTING_WARMUP))
         result[f"decode_{layout}_frames"] = len(frame_ids)
     return result
 
 
-def bench_device_planes(worker: ClipDataset, windows_dataset: ClipDataset, reps: int) -> dict:
-    """The device step of ``DATA.PLANES_ON_DEVICE`` for one clip on the CPU (one thread): the
-    milliseconds of :func:`planes_from_windows` on the windows of sample 0, and its largest
-    difference to the planes the worker computes otherwise."""
-    windows = torch.from_numpy(windows_dataset.load(0))  # uint8 [1, T, k + 2, S, S]
-    norm = windows_dataset.plane_norm
-    seconds = time_call(lambda: planes_from_windows(windows, norm), torch.device("cpu"), reps, 1)
-    diff = (planes_from_windows(windows, norm) - torch.from_numpy(worker.load(0))).abs().max()
-    return {"device_planes_ms": 1e3 * min(seconds), "window_bytes": windows.numel(),
-            "device_planes_max_abs_diff": float(diff)}
+def bench_device_planes(worker: ClipDataset, device_dataset: ClipDataset, reps: int) -> dict:
+    """The device step of ``DATA.PLANES_ON_DEVICE`` (and ``DATA.CROP_ON_DEVICE``) for one clip on
+    the CPU (one thread): the milliseconds of :class:`DevicePlanes` on sample 0 of
+    ``device_dataset``, the bytes of its frames, and the largest difference to the planes the
+    worker computes otherwise (normalised units, and on the 0..255 scale)."""
+    item = device_dataset[0]
+    batch = ClipCollate(device_dataset.item_shape, device_dataset.item_dtype,
+                        device_dataset.extra_fields)([item])
+    norm = device_dataset.plane_norm
+    step = DevicePlanes(norm, device_dataset.input_size if device_dataset.crop_on_device else 0)
+    cpu = torch.device("cpu")
+    seconds = time_call(lambda: step(batch, cpu), cpu, reps, 1)
+    planes, expected = step(batch, cpu)[0].numpy(), worker.load(0)
+    return {"device_planes_ms": 1e3 * min(seconds), "window_bytes": item["clips"].numel(),
+            "device_planes_max_abs_diff": float(np.abs(planes - expected).max()),
+            "device_planes_max_abs_diff_levels": float(np.abs(norm.inverse(planes) - norm.inverse(expected)).max())}
 
 
 def packed_uint8_item(dataset: ClipDataset, index: int) -> np.ndarray:
@@ -809,9 +821,11 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
     """Per-worker clips/s of every storage layout over the same clips, the plain opencv JPEG
     baseline, workers that only read and crop packed frames (``*_uint8``: the floor of a worker
     without planes) and ``packed_device`` (the input-size packed store with
-    ``DATA.PLANES_ON_DEVICE``: the uint8 frame windows a worker returns), timed interleaved; plus
-    training items of that store (``*_train``: the config's multi-scale crop, flip and jitter) with
-    the planes on the worker and on the device, and the device step timed on one CPU thread."""
+    ``DATA.PLANES_ON_DEVICE``: the uint8 frame windows a worker returns) and ``video_luma_device``
+    (the luma video backend with ``DATA.CROP_ON_DEVICE`` as well: the uncropped luma frames a worker
+    returns, when the frames shrink less than 2x to the input), timed interleaved; plus training
+    items of that store (``*_train``: the config's multi-scale crop, flip and jitter) with the
+    planes on the worker and on the device, and the device steps timed on one CPU thread."""
     cfg = data_config(cfg)
     openers, all_names = source_openers(cfg)
     names = all_names[:args.data_clips]
@@ -832,6 +846,7 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
         layouts["packed"] = PackedOpener(Path(tmp) / "packed")
         layouts["packed_short"] = PackedOpener(Path(tmp) / "packed_short")
         result["frame_size"] = list(source(names[0]).read(np.array([0]), gray=True).shape[1:])
+        crop_on_device = "video_luma" in openers and min(result["frame_size"]) < AREA_SHRINK * size
         loads = {layout: clip_dataset(cfg, names, opener).load for layout, opener in layouts.items()}
         precomputed = clip_dataset(cfg, names, layouts["precomputed"])
         indices = [precomputed.frame_indices(precomputed.opener(n).num_frames, None)[0] for n in names]
@@ -844,6 +859,9 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
         loads["packed_device"] = windows.load
         for layout, on_device in (("packed_short_train", False), ("packed_device_train", True)):
             loads[layout] = train_dataset(cfg, names, layouts["packed_short"], on_device).load
+        if crop_on_device:
+            frames = clip_dataset(cfg, names, openers["video_luma"], planes_on_device=True, crop_on_device=True)
+            loads["video_luma_device"] = frames.load_item
         with single_thread():
             for layout, timing in time_interleaved(loads, len(names), args.reps).items():
                 result[layout] = timing
@@ -853,6 +871,13 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
                 clip_dataset(cfg, names, layouts["packed_short"]), windows, args.reps))
             logger.info("data packed_device: planes from the windows %.2f ms per clip on one CPU thread",
                         result["packed_device"]["device_planes_ms"])
+            if crop_on_device:
+                result["video_luma_device"].update(bench_device_planes(
+                    clip_dataset(cfg, names, openers["video_luma"]), frames, args.reps))
+                logger.info("data video_luma_device: levels, crop, resize and planes %.2f ms per clip "
+                            "on one CPU thread (%.2f gray levels from the worker's planes at most)",
+                            result["video_luma_device"]["device_planes_ms"],
+                            result["video_luma_device"]["device_planes_max_abs_diff_levels"])
             clip = source(names[0])
             result["stages"] = bench_stages(cfg, clip.read(np.arange(clip.num_frames), gray=True), args.reps)
             result["stages"]["ms_per_clip"].update(bench_decode(cfg, openers, names[0], args.reps))
@@ -860,9 +885,10 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
     result["loadavg_after"] = list(os.getloadavg())
     base = result["precomputed"]["clips_per_s"]
     result["ratios"] = {f"{layout}_over_precomputed": result[layout]["clips_per_s"] / base
-                        for layout in ("video", "video_opencv", "frames", "packed", "packed_short",
-                                       "packed_uint8", "packed_short_uint8", "packed_device",
-                                       "packed_short_train", "packed_device_train")
+                        for layout in ("video", "video_opencv", "video_luma", "video_luma_device",
+                                       "frames", "packed", "packed_short", "packed_uint8",
+                                       "packed_short_uint8", "packed_device", "packed_short_train",
+                                       "packed_device_train")
                         if layout in result}
     result["ratios"]["precomputed_over_jpeg_baseline"] = base / result["jpeg_baseline"]["clips_per_s"]
     return result
