@@ -257,16 +257,21 @@ class VideoClip:
         cap = self._capture if self._capture is not None else _open_capture(self.path)
         self._capture = None  # positioned at frame 0 only once
         out, decoded, position = None, 0, 0
-        while decoded < len(wanted) and cap.grab():
-            if position == wanted[decoded]:
-                ok, frame = cap.retrieve()
+        wanted_list = wanted.tolist()
+        while decoded < len(wanted_list) and cap.grab():
+            if position == wanted_list[decoded]:
+                if out is not None and conversion is None:
+                    ok = cap.retrieve(out[decoded])[0]  # decoded straight into the output
+                else:
+                    ok, frame = cap.retrieve()
+                    if ok and conversion is not None:
+                        frame = cv2.cvtColor(frame, conversion)
+                    if ok and out is None:
+                        out = np.empty((len(wanted_list),) + frame.shape, np.uint8)  # [U, H, W(, 3)]
+                    if ok:
+                        out[decoded] = frame
                 if not ok:
                     break
-                if conversion is not None:
-                    frame = cv2.cvtColor(frame, conversion)
-                if out is None:
-                    out = np.empty((len(wanted),) + frame.shape, np.uint8)  # [U, H, W(, 3)]
-                out[decoded] = frame
                 decoded += 1
             position += 1
         cap.release()
