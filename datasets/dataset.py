@@ -248,7 +248,9 @@ class ClipDataset(Dataset):
         positions = np.searchsorted(frame_ids, window_frames(indices, self.fd_stride, n))  # [C, T, k + 2]
         windows = np.repeat(positions, len(boxes), axis=0)  # [V, T, k + 2], view = clip * crops + crop
         box_array = np.tile(np.stack([box.as_array() for box in boxes]), (len(positions), 1))  # [V, 5]
-        item = {"clips": np.ascontiguousarray(frames), "levels": np.array(levels, np.float32)}
+        if not (frames.flags.writeable and frames.flags.c_contiguous):  # a view of a packed store
+            frames = np.array(frames, order="C")
+        item = {"clips": frames, "levels": np.array(levels, np.float32)}
         if self.train:
             item.update(windows=windows[0], boxes=box_array[0], jitter=(jitter or NO_JITTER).as_array())
         else:

@@ -34,7 +34,8 @@ def test_benchmark_json_schema(tmp_path):
         assert result["attention"][backend]["fwd_bwd_s"] > 0
     assert "available" in result["attention"]["triton"]
     for layout in ("video", "video_luma", "video_luma_device", "frames", "precomputed", "packed",
-                   "packed_device", "packed_device_train", "packed_short_train", "jpeg_baseline"):
+                   "packed_device", "packed_device_train", "packed_short_train",
+                   "packed_crop_device_train", "jpeg_baseline"):
         assert result["data"][layout]["clips_per_s"] > 0, layout
     assert result["data"]["ratios"]["packed_over_precomputed"] > 0
     device = result["data"]["packed_device"]

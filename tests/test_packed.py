@@ -2,11 +2,13 @@
 atomic writes and clear errors."""
 import multiprocessing
 import pickle
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from datasets.dataset import ClipDataset
 from datasets.packed import INDEX_FILE, PackedClip, PackedOpener, PackedStore, PackedStoreError, PackedWriter
@@ -149,3 +151,16 @@ def test_pack_tool_short_side_stores_frames_at_training_resolution(tmp_path):
     np.testing.assert_array_equal(store.read_gray(name, everything), expected)
     kept = pack_dataset.resize_short_side(expected, 9)
     assert kept is expected  # already at the size: untouched
+
+
+def test_crop_on_device_items_of_a_packed_store_are_writable_copies(packed):
+    frames, out = packed
+    common = dict(names=NAMES, train=False, num_frames=4, fd_stride=2, input_size=16, scales=[1.0],
+                  flip=False, color_jitter=0.0, num_clip=2, num_crop=3, seed=0, lps_level=0,
+                  skip_bad=False, planes_on_device=True, crop_on_device=True)
+    packed_ds = ClipDataset(opener=PackedOpener(out), **common)
+    frames_ds = ClipDataset(opener=lambda name: FrameFolderClip(frames / name, name), **common)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a read-only (memory-mapped) array
+        item = packed_ds[0]
+    assert torch.equal(item["clips"], frames_ds[0]["clips"])

@@ -661,7 +661,8 @@ def clip_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_dev
                        planes_on_device=planes_on_device, crop_on_device=crop_on_device)
 
 
-def train_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_device: bool) -> ClipDataset:
+def train_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_device: bool,
+                  crop_on_device: bool = False) -> ClipDataset:
     """A training dataset over ``names`` with the config's augmentation (multi-scale crop, flip,
     colour jitter); its items are drawn for epoch 0, so every timed pass loads the same items."""
     data = cfg.DATA
@@ -669,7 +670,7 @@ def train_dataset(cfg: CfgNode, names: list[str], opener: Callable, planes_on_de
                        fd_stride=data.FD_STRIDE, input_size=data.INPUT_SIZE,
                        scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP, color_jitter=cfg.AUG.COLOR_JITTER,
                        num_clip=1, num_crop=1, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, skip_bad=False,
-                       planes_on_device=planes_on_device)
+                       planes_on_device=planes_on_device, crop_on_device=crop_on_device)
 
 
 def jpeg_baseline_item(root: Path, name: str, indices: np.ndarray, size: int) -> np.ndarray:
@@ -791,7 +792,11 @@ def single_thread():
 
 def time_interleaved(loads: dict[str, Callable[[int], Any]], count: int, reps: int) -> dict[str, dict]:
     """Per-item time of every ``loads[name](i)`` over ``count`` items: one untimed pass each, then
-    ``reps`` rounds in which each loader makes one timed pass (the order rotating every round).
+    ``reps`` rounds in which each loader makes one timed pass (the order rotating every round),
+    after one untimed load of its last item: a loader worker runs one layout, so a pass should
+    not start with the caches the other layouts of this process left (without that load the
+    first item of every pass is cold; measured effect on the layouts' ratios up to 8%, in
+    docs/performance.md).
 
     Returns, per name: ``ms_per_clip``, the mean over the items of each item's fastest time (a
     burst of load from other jobs or of hypervisor steal slows single calls, which this discards),
@@ -805,6 +810,7 @@ def time_interleaved(loads: dict[str, Callable[[int], Any]], count: int, reps: i
     for round_ in range(max(reps, 1)):
         shift = round_ % len(order)
         for name in order[shift:] + order[:shift]:
+            loads[name](count - 1)  # this layout's code and buffers warm again, untimed
             for i in range(count):
                 start = time.perf_counter()
                 loads[name](i)
@@ -824,8 +830,9 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
     ``DATA.PLANES_ON_DEVICE``: the uint8 frame windows a worker returns) and ``video_luma_device``
     (the luma video backend with ``DATA.CROP_ON_DEVICE`` as well: the uncropped luma frames a worker
     returns, when the frames shrink less than 2x to the input), timed interleaved; plus training
-    items of that store (``*_train``: the config's multi-scale crop, flip and jitter) with the
-    planes on the worker and on the device, and the device steps timed on one CPU thread."""
+    items (``*_train``: the config's multi-scale crop, flip and jitter) of the input-size store
+    with the planes on the worker and on the device, and of the decoded-size store with the crop
+    on the device too; and the device steps timed on one CPU thread."""
     cfg = data_config(cfg)
     openers, all_names = source_openers(cfg)
     names = all_names[:args.data_clips]
@@ -862,6 +869,7 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
         if crop_on_device:
             frames = clip_dataset(cfg, names, openers["video_luma"], planes_on_device=True, crop_on_device=True)
             loads["video_luma_device"] = frames.load_item
+            loads["packed_crop_device_train"] = train_dataset(cfg, names, layouts["packed"], True, True).load_item
         with single_thread():
             for layout, timing in time_interleaved(loads, len(names), args.reps).items():
                 result[layout] = timing
@@ -888,7 +896,7 @@ def bench_data(cfg: CfgNode, args: argparse.Namespace) -> dict:
                         for layout in ("video", "video_opencv", "video_luma", "video_luma_device",
                                        "frames", "packed", "packed_short", "packed_uint8",
                                        "packed_short_uint8", "packed_device", "packed_short_train",
-                                       "packed_device_train")
+                                       "packed_device_train", "packed_crop_device_train")
                         if layout in result}
     result["ratios"]["precomputed_over_jpeg_baseline"] = base / result["jpeg_baseline"]["clips_per_s"]
     return result
