@@ -47,6 +47,20 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 10.0) -> None:
     writer.release()
 
 
+class ArrayClip:
+    """A clip of gray uint8 frames ``[N, H, W]`` held in memory (the reader interface)."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+        self.num_frames = len(frames)
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        return self.frames[indices]
+
+    def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        return self.frames[indices], (1.0, 0.0)
+
+
 def tiny_names(setups: int = 2, performers: int = 3, actions: int = 3) -> list[str]:
     """NTU names over a small grid (camera 1, replication 1)."""
     return [f"S{s:03d}C001P{p:03d}R001A{a:03d}" for s in range(1, setups + 1)
@@ -99,6 +113,7 @@ def write_synthetic_layout(out: Path, names: list[str], layout: str) -> Path:
 class DataFactory:
     """The helpers above as one fixture object, so test modules need not import conftest."""
 
+    ArrayClip = ArrayClip
     moving_frames = staticmethod(moving_frames)
     write_frame_folder = staticmethod(write_frame_folder)
     write_video = staticmethod(write_video)

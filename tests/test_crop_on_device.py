@@ -9,7 +9,6 @@ import torch
 
 from datasets.dataset import ClipCollate, ClipDataset
 from datasets.ifns import DevicePlanes, PlaneNorm
-from datasets.readers import GRAY_LEVELS
 from datasets.transforms import JITTER_STRENGTH, CropBox, crop_resize, crop_resize_torch
 from utils.config import ConfigError
 from utils.errors import UserError
@@ -18,18 +17,6 @@ NORM = PlaneNorm((0.0114, 0.0119, 0.3014), (0.0203, 0.0205, 0.0931))
 # The workers round the resized frames to uint8 (and OpenCV's bilinear weights are 11-bit fixed
 # point); the device keeps floats: a frame difference moves by up to about one gray level.
 MAX_LEVELS, MEAN_LEVELS = 1.5, 0.3
-
-
-class _ArrayClip:
-    def __init__(self, frames: np.ndarray) -> None:
-        self.frames = frames
-        self.num_frames = len(frames)
-
-    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        return self.frames[indices]
-
-    def read_luma(self, indices: np.ndarray):
-        return self.frames[indices], GRAY_LEVELS
 
 
 def test_crop_resize_torch_is_opencvs_bilinear_resize():
@@ -45,9 +32,9 @@ def test_crop_resize_torch_is_opencvs_bilinear_resize():
             np.testing.assert_allclose(out[b, v].numpy(), crop_resize(frames[b], box, 32), atol=2e-3)
 
 
-def _datasets(train: bool, jitter: float, frames: np.ndarray) -> tuple[ClipDataset, ClipDataset]:
+def _datasets(make, train: bool, jitter: float, frames: np.ndarray) -> tuple[ClipDataset, ClipDataset]:
     common = dict(names=["S001C001P001R001A001", "S001C001P002R001A002"],
-                  opener=lambda name: _ArrayClip(frames), train=train, num_frames=4, fd_stride=2,
+                  opener=lambda name: make.ArrayClip(frames), train=train, num_frames=4, fd_stride=2,
                   input_size=12, scales=[1.0, 0.875, 0.75, 0.66], flip=True, color_jitter=jitter,
                   num_clip=2, num_crop=3, seed=0, lps_level=0, skip_bad=False, plane_norm=NORM)
     return ClipDataset(**common), ClipDataset(**common, planes_on_device=True, crop_on_device=True)
@@ -61,9 +48,9 @@ def _assert_near(actual: torch.Tensor, expected: torch.Tensor, gain: float = 1.0
 
 
 @pytest.mark.parametrize("train, jitter", [(True, 0.0), (True, 1.0), (False, 0.0)])
-def test_device_crop_gives_the_worker_planes(train, jitter):
+def test_device_crop_gives_the_worker_planes(train, jitter, make):
     frames = np.random.default_rng(1).integers(0, 256, size=(9, 14, 20), dtype=np.uint8)
-    planes_ds, frames_ds = _datasets(train, jitter, frames)
+    planes_ds, frames_ds = _datasets(make, train, jitter, frames)
     collate = ClipCollate(frames_ds.item_shape, frames_ds.item_dtype, frames_ds.extra_fields)
     keys = [(index, epoch) for epoch in range(4) for index in range(2)]
     batch = collate([frames_ds[key] for key in keys])
@@ -106,17 +93,17 @@ def test_collate_pads_frame_counts_and_rejects_mixed_sizes():
         collate(items)
 
 
-def test_empty_batch_gives_empty_planes():
+def test_empty_batch_gives_empty_planes(make):
     frames = np.zeros((9, 14, 20), np.uint8)
-    _, frames_ds = _datasets(False, 0.0, frames)
+    _, frames_ds = _datasets(make, False, 0.0, frames)
     batch = ClipCollate(frames_ds.item_shape, frames_ds.item_dtype, frames_ds.extra_fields)([None])
     assert batch["windows"].shape == (0, 6, 4, 4) and batch["levels"].shape == (0, 2)
     assert DevicePlanes(NORM, 12)(batch, torch.device("cpu")).shape == (0, 6, 4, 3, 12, 12)
 
 
-def test_frames_shrinking_two_fold_are_refused():
+def test_frames_shrinking_two_fold_are_refused(make):
     frames = np.zeros((9, 30, 40), np.uint8)
-    _, frames_ds = _datasets(False, 0.0, frames)  # 30 px short side -> 12 px: 2.5x
+    _, frames_ds = _datasets(make, False, 0.0, frames)  # 30 px short side -> 12 px: 2.5x
     with pytest.raises(UserError, match="DATA.CROP_ON_DEVICE"):
         frames_ds[0]
 

@@ -18,15 +18,6 @@ NORMS = [PlaneNorm(), PlaneNorm((0.0114, 0.0119, 0.3014), (0.0203, 0.0205, 0.093
 TOLERANCE = 1e-5
 
 
-class _ArrayClip:
-    def __init__(self, frames: np.ndarray) -> None:
-        self.frames = frames
-        self.num_frames = len(frames)
-
-    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        return self.frames[indices]
-
-
 def _close(actual: torch.Tensor, expected: np.ndarray) -> None:
     assert tuple(actual.shape) == expected.shape and actual.dtype == torch.float32
     assert np.abs(actual.numpy() - expected).max() < TOLERANCE * max(1.0, np.abs(expected).max())
@@ -60,11 +51,11 @@ def test_identity_jitter_leaves_frames_unchanged_per_sample():
     assert np.abs(out[1].numpy() - expected).max() < 1e-3
 
 
-def _datasets(stride: int, train: bool, jitter: float, norm: PlaneNorm,
+def _datasets(make, stride: int, train: bool, jitter: float, norm: PlaneNorm,
               shape: tuple[int, int] = (20, 26)) -> tuple[ClipDataset, ClipDataset]:
     frames = np.random.default_rng(stride).integers(0, 256, size=(9,) + shape, dtype=np.uint8)
     common = dict(names=["S001C001P001R001A001", "S001C001P002R001A002"],
-                  opener=lambda name: _ArrayClip(frames), train=train, num_frames=4, fd_stride=stride,
+                  opener=lambda name: make.ArrayClip(frames), train=train, num_frames=4, fd_stride=stride,
                   input_size=12, scales=[1.0, 0.875, 0.75], flip=True, color_jitter=jitter, num_clip=2,
                   num_crop=3, seed=0, lps_level=0, skip_bad=False, plane_norm=norm)
     return ClipDataset(**common), ClipDataset(**common, planes_on_device=True)
@@ -73,9 +64,9 @@ def _datasets(stride: int, train: bool, jitter: float, norm: PlaneNorm,
 @pytest.mark.parametrize("stride", [1, 2, 3, 4])
 @pytest.mark.parametrize("train, jitter", [(True, 0.0), (True, 0.5), (True, 1.0), (False, 0.0)])
 @pytest.mark.parametrize("shape", [(20, 26), (12, 16)])  # (12, 16): crops without a resize too
-def test_dataset_windows_give_the_worker_planes(stride, train, jitter, shape):
+def test_dataset_windows_give_the_worker_planes(stride, train, jitter, shape, make):
     norm = NORMS[1]
-    planes_ds, windows_ds = _datasets(stride, train, jitter, norm, shape)
+    planes_ds, windows_ds = _datasets(make, stride, train, jitter, norm, shape)
     assert windows_ds.item_dtype == torch.uint8 and planes_ds.item_dtype == torch.float32
     for epoch in range(4):
         for index in range(2):
@@ -92,8 +83,8 @@ def test_dataset_windows_give_the_worker_planes(stride, train, jitter, shape):
                 _close(planes_from_windows(item["clips"], norm), expected)
 
 
-def test_empty_window_batch_keeps_the_dtype():
-    _, windows_ds = _datasets(2, False, 0.0, PlaneNorm())
+def test_empty_window_batch_keeps_the_dtype(make):
+    _, windows_ds = _datasets(make, 2, False, 0.0, PlaneNorm())
     batch = ClipCollate(windows_ds.item_shape, windows_ds.item_dtype)([None])
     assert batch["clips"].dtype == torch.uint8 and batch["clips"].shape == (0, 6, 4, 4, 12, 12)
     assert planes_from_windows(batch["clips"]).shape == (0, 6, 4, 3, 12, 12)

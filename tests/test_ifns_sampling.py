@@ -59,22 +59,13 @@ def test_uint8_kernel_equals_normalised_float_reference(stride, norm):
     assert np.abs(normalize_uint8_planes(planes, norm) - norm(planes.astype(np.float32))).max() < 1e-4
 
 
-class _ArrayClip:
-    def __init__(self, frames: np.ndarray) -> None:
-        self.frames = frames
-        self.num_frames = len(frames)
-
-    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        return self.frames[indices]
-
-
 @pytest.mark.parametrize("train, jitter", [(False, 0.0), (True, 0.0), (True, 1.0)])
-def test_dataset_planes_equal_the_float_reference_pipeline(train, jitter):
+def test_dataset_planes_equal_the_float_reference_pipeline(train, jitter, make):
     """The fast uint8 path (test, and train without jitter) and the jittered float path give the
     reference: float crops, jitter, ifns_planes, then the dataset's normalisation."""
     frames = np.random.default_rng(0).integers(0, 256, size=(15, 20, 26), dtype=np.uint8)
     norm = NORMS[1]
-    dataset = ClipDataset(names=["S001C001P001R001A001"], opener=lambda name: _ArrayClip(frames),
+    dataset = ClipDataset(names=["S001C001P001R001A001"], opener=lambda name: make.ArrayClip(frames),
                           train=train, num_frames=4, fd_stride=2, input_size=12, scales=[1.0, 0.875],
                           flip=True, color_jitter=jitter, num_clip=2, num_crop=3, seed=0, lps_level=0,
                           skip_bad=False, plane_norm=norm)
