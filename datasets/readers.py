@@ -126,11 +126,12 @@ def calibrate_luma(path: Path) -> Levels | None:
         luma.release()
     if not planes:
         return None
-    plane, gray = np.stack(planes).astype(np.float64), np.stack(grays).astype(np.float64)
-    errors = {levels: float(np.abs(levels_table(levels)[np.stack(planes)] - gray).mean())
+    raw, gray = np.stack(planes), np.stack(grays).astype(np.float64)  # [N, H, W] each
+    errors = {levels: float(np.abs(levels_table(levels)[raw] - gray).mean())
               for levels in (GRAY_LEVELS, LIMITED_LEVELS)}
-    if plane.std() >= MIN_LUMA_SPREAD:
-        slope = float(np.cov(plane.ravel(), gray.ravel())[0, 1] / plane.var())
+    luma = raw.astype(np.float64)
+    if luma.std() >= MIN_LUMA_SPREAD:
+        slope = float(((luma - luma.mean()) * (gray - gray.mean())).mean() / luma.var())
         best = min(errors, key=lambda levels: abs(levels[0] - slope))
     else:
         best = min(errors, key=errors.get)
