@@ -21,10 +21,10 @@ from datasets.ifns import (PLANES, WINDOW_EXTRA, PlaneNorm, ifns_planes, ifns_pl
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
-from datasets.readers import GRAY_LEVELS, Clip, DataError, Levels, PrecomputedClip, to_gray
+from datasets.readers import GRAY_LEVELS, LEVEL_FIELDS, Clip, DataError, Levels, PrecomputedClip, to_gray
 from datasets.sampling import eval_indices, train_indices
-from datasets.transforms import (AREA_SHRINK, BOX_FIELDS, CropBox, Jitter, apply_jitter, crop_resize,
-                                 draw_jitter, eval_crop_boxes, train_crop_box)
+from datasets.transforms import (AREA_SHRINK, BOX_FIELDS, JITTER_FIELDS, CropBox, Jitter, apply_jitter,
+                                 crop_resize, draw_jitter, eval_crop_boxes, train_crop_box)
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -139,11 +139,12 @@ class ClipDataset(Dataset):
         """``(key, shape, dtype)`` of the items' other array fields (for an empty batch)."""
         fields = []
         if self.planes_on_device and self.train:
-            fields.append(("jitter", (2,), torch.float32))
+            fields.append(("jitter", (JITTER_FIELDS,), torch.float32))
         if self.crop_on_device:
             views = () if self.train else (self.num_views,)
             fields += [("windows", views + (self.num_frames, self.fd_stride + WINDOW_EXTRA), torch.int64),
-                       ("boxes", views + (BOX_FIELDS,), torch.int64), ("levels", (2,), torch.float32)]
+                       ("boxes", views + (BOX_FIELDS,), torch.int64),
+                       ("levels", (LEVEL_FIELDS,), torch.float32)]
         return tuple(fields)
 
     def __len__(self) -> int:
@@ -230,6 +231,12 @@ class ClipDataset(Dataset):
                     rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The fields of a ``crop_on_device`` item, with the same draws as :meth:`_derived_views`.
 
+        Args:
+            name: the sample name (for the error).
+            clip: the opened sample.
+            indices: sampled frames ``[C, T]``.
+            rng: the sample's generator.
+
         Raises:
             UserError: a box that shrinks the frames by :data:`~datasets.transforms.AREA_SHRINK`
                 or more (the device resizes bilinearly).
@@ -260,7 +267,13 @@ class ClipDataset(Dataset):
     def _luma_frames(self, clip: Clip, frame_ids: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, Levels]:
         """uint8 [U, H, W] frames ``frame_ids`` and their levels: the reader's luma when the film
-        is not simulated, else the degraded gray frames."""
+        is not simulated, else the degraded gray frames.
+
+        Args:
+            clip: the opened sample.
+            frame_ids: the sorted frames to read.
+            rng: the sample's generator (the film simulation's draws).
+        """
         if self.lps_level == 0:
             return clip.read_luma(frame_ids)
         return self._gray_frames(clip, frame_ids, rng), GRAY_LEVELS
@@ -370,6 +383,9 @@ class ClipCollate:
 
 def _stack_padded(clips: list[torch.Tensor]) -> torch.Tensor:
     """Stacks tensors that may differ in their first dimension (frame counts), zero-padding it.
+
+    Args:
+        clips: the items' tensors ``[N_i, ...]``, equal beyond the first dimension.
 
     Raises:
         UserError: the other dimensions differ (frames of different sizes in one batch).

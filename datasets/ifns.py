@@ -152,6 +152,10 @@ def planes_from_frames(frames: torch.Tensor, positions: torch.Tensor, boxes: tor
     windows gathered, then :func:`planes_from_windows`. Equals the planes of the workers' uint8
     crops up to their rounding (float arithmetic here).
 
+    Each view resizes either all U frames of its clip item (then gathers its windows) or only its
+    own T (k + 2) window frames (gathered first), whichever is fewer: several test clips per item
+    make U larger than one view's windows.
+
     Args:
         frames: uint8 ``[B, U, H, W]`` decoded frames of each clip (zero-padded along U).
         positions: int64 ``[B, T, k + 2]`` (one view) or ``[B, V, T, k + 2]``: the window frames
@@ -172,13 +176,28 @@ def planes_from_frames(frames: torch.Tensor, positions: torch.Tensor, boxes: tor
     if batch == 0:  # every sample of the batch was skipped
         shape = (0, count, PLANES, size, size) if single else (0, views, count, PLANES, size, size)
         return torch.zeros(shape, device=frames.device)
-    scale, offset = levels.to(frames.device, torch.float32).unbind(-1)  # [B] each
-    gray = torch.addcmul(offset[:, None, None, None], frames.float(), scale[:, None, None, None])
-    resized = crop_resize_torch(gray.clamp_(0.0, PIXEL_MAX), boxes, size)  # [B, V, U, S, S]
-    index = positions.to(frames.device).reshape(batch, views, count * window, 1, 1)
-    windows = torch.gather(resized, 2, index.expand(-1, -1, -1, size, size))  # [B, V, T * (k + 2), S, S]
+    device, per_view = frames.device, count * window
+    positions = positions.to(device)
+    scale, offset = levels.to(device, torch.float32).unbind(-1)  # [B] each
+    if frames.shape[1] > per_view:  # resize each view's window frames only
+        rows = torch.arange(batch, device=device)[:, None]  # [B, 1]
+        picked = frames[rows, positions.reshape(batch, views * per_view)]  # [B, V * T * (k + 2), H, W]
+        picked = picked.view(batch * views, per_view, *frames.shape[2:])  # [B * V, T * (k + 2), H, W]
+        gray = _levels_to_gray(picked, scale.repeat_interleave(views), offset.repeat_interleave(views))
+        windows = crop_resize_torch(gray, boxes.reshape(batch * views, 1, -1), size)  # [B * V, 1, T * (k + 2), S, S]
+    else:  # resize the clip's frames once per view, then gather the windows
+        resized = crop_resize_torch(_levels_to_gray(frames, scale, offset), boxes, size)  # [B, V, U, S, S]
+        index = positions.reshape(batch, views, per_view, 1, 1).expand(-1, -1, -1, size, size)
+        windows = torch.gather(resized, 2, index)  # [B, V, T * (k + 2), S, S]
     windows = windows.view(batch, views, count, window, size, size)
     return planes_from_windows(windows[:, 0] if single else windows, norm, jitter)
+
+
+def _levels_to_gray(frames: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """float32 gray ``clamp(scale * frames + offset, 0, 255)`` of uint8 frames ``[N, ...]`` with
+    one ``scale`` and ``offset`` ``[N]`` per row."""
+    shape = (-1,) + (1,) * (frames.dim() - 1)
+    return torch.addcmul(offset.view(shape), frames.float(), scale.view(shape)).clamp_(0.0, PIXEL_MAX)
 
 
 @dataclass(frozen=True)
@@ -196,7 +215,12 @@ class DevicePlanes:
     crop_size: int = 0
 
     def __call__(self, batch: Mapping[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        """float32 planes ``[B, (V,) T, 3, S, S]`` on ``device`` of a collated batch."""
+        """float32 planes ``[B, (V,) T, 3, S, S]`` on ``device`` of a collated batch.
+
+        Args:
+            batch: a :class:`~datasets.dataset.ClipCollate` batch of ``planes_on_device`` items.
+            device: where the planes are computed.
+        """
         clips = batch["clips"].to(device, non_blocking=True)
         jitter = batch["jitter"].to(device) if "jitter" in batch else None
         if not self.crop_size:

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DECODE_THREADS = 1  # one decoding thread per loader worker (workers are the parallelism)
+FOURCC_CHARS = 4  # characters of a fourcc code
 PIXEL_MAX = 255
 LUMA_BLACK, LUMA_RANGE = 16, 219  # limited-range luma: Y = 16 + 219 * gray / 255
 # levels (scale, offset) of gray = scale * Y + offset
@@ -49,6 +50,7 @@ LUMA_PIXEL_FORMATS = frozenset({"I420", "IYUV", "YV12", "NV12", "NV21", "Y800", 
                                 "444P", "YV16", "YV24", "YUV9", "YVU9"})
 
 Levels = tuple[float, float]
+LEVEL_FIELDS = 2  # levels as floats: scale, offset
 
 
 class DataError(UserError):
@@ -75,11 +77,16 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
 
 
 def _fourcc(value: float) -> str:
-    return int(value).to_bytes(4, "little", signed=True).decode("latin-1")
+    """The four characters of an opencv fourcc property (a code packed into a float)."""
+    return int(value).to_bytes(FOURCC_CHARS, "little", signed=True).decode("latin-1")
 
 
 def has_luma_plane(capture: cv2.VideoCapture) -> bool:
-    """Whether the decoder's frames carry the 8-bit luma in their first plane."""
+    """Whether the decoder's frames carry the 8-bit luma in their first plane.
+
+    Args:
+        capture: an opened capture (its codec's output pixel format is read).
+    """
     return _fourcc(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)) in LUMA_PIXEL_FORMATS
 
 
@@ -95,7 +102,11 @@ def quiet_opencv() -> Iterator[None]:
 
 
 def levels_table(levels: Levels) -> np.ndarray:
-    """The uint8 lookup table ``round(clamp(scale * Y + offset))`` of ``levels``."""
+    """The uint8 lookup table ``round(clamp(scale * Y + offset))`` of ``levels``.
+
+    Args:
+        levels: ``(scale, offset)``, see :class:`Clip`.
+    """
     scale, offset = levels
     return np.clip(np.rint(np.arange(PIXEL_MAX + 1) * scale + offset), 0, PIXEL_MAX).astype(np.uint8)
 
@@ -147,6 +158,12 @@ class LumaLevels:
         self._levels: dict[tuple[str, str], Levels | None] = {}
 
     def __call__(self, path: Path, codec: str) -> Levels | None:
+        """The levels of the videos of ``path``'s folder and ``codec`` (None: not luma).
+
+        Args:
+            path: a video of the folder (calibrated on when the folder and codec are new).
+            codec: the video's fourcc.
+        """
         key = (str(path.parent), codec)
         if key not in self._levels:
             self._levels[key] = calibrate_luma(path)
@@ -246,8 +263,7 @@ class VideoClip:
         if levels is None:
             return self._read_opencv(indices, cv2.COLOR_BGR2GRAY), GRAY_LEVELS
         capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # before the first retrieve: raw luma planes
-        with quiet_opencv():
-            return self._read_opencv(indices, None), levels
+        return self._read_opencv(indices, None), levels
 
     def _read_opencv(self, indices: np.ndarray, conversion: int | None) -> np.ndarray:
         """Sequential decode up to the largest index (opencv seeking is not frame-accurate);
@@ -261,18 +277,16 @@ class VideoClip:
         wanted_list = wanted.tolist()
         while decoded < len(wanted_list) and cap.grab():
             if position == wanted_list[decoded]:
-                if out is not None and conversion is None:
-                    ok = cap.retrieve(out[decoded])[0]  # decoded straight into the output
-                else:
-                    ok, frame = cap.retrieve()
-                    if ok and conversion is not None:
-                        frame = cv2.cvtColor(frame, conversion)
-                    if ok and out is None:
-                        out = np.empty((len(wanted_list),) + frame.shape, np.uint8)  # [U, H, W(, 3)]
-                    if ok:
-                        out[decoded] = frame
-                if not ok:
+                frame = _retrieve(cap, conversion, None if out is None else out[decoded])
+                if frame is None:
                     break
+                if out is None:
+                    out = np.empty((len(wanted_list),) + frame.shape, np.uint8)  # [U, H, W(, 3)]
+                if not np.may_share_memory(frame, out):  # not retrieved into the output row
+                    if frame.shape != out.shape[1:]:
+                        raise DataError(f"sample {self.sample}: frames of video file {self.path} "
+                                        f"change size from {out.shape[1:]} to {frame.shape}")
+                    out[decoded] = frame
                 decoded += 1
             position += 1
         cap.release()
@@ -281,6 +295,24 @@ class VideoClip:
         # Containers may announce more frames than they decode: use the nearest decoded frame.
         nearest = np.clip(np.searchsorted(wanted[:decoded], indices), 0, decoded - 1)
         return out[:decoded] if np.array_equal(wanted[:decoded], indices) else out[nearest]
+
+
+def _retrieve(capture: cv2.VideoCapture, conversion: int | None, into: np.ndarray | None) -> np.ndarray | None:
+    """The grabbed frame, or None when it cannot be retrieved.
+
+    Args:
+        capture: a capture positioned on a grabbed frame.
+        conversion: an opencv colour conversion code, or None for the frame as retrieved (a raw
+            luma plane, retrieved with opencv's per-frame format warning silenced).
+        into: where a raw frame is retrieved when it has the frame's size (opencv returns a new
+            array otherwise), or None.
+    """
+    if conversion is not None:
+        ok, frame = capture.retrieve()
+        return cv2.cvtColor(frame, conversion) if ok else None
+    with quiet_opencv():
+        ok, frame = capture.retrieve() if into is None else capture.retrieve(into)
+    return frame if ok else None
 
 
 def list_frame_files(folder: str | Path, sample: str) -> list[str]:

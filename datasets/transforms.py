@@ -23,6 +23,7 @@ MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at mos
 PIXEL_MAX = 255.0
 AREA_SHRINK = 2  # area interpolation from this shrink factor on, bilinear below
 BOX_FIELDS = 5  # a box as integers: top, left, height, width, flip
+JITTER_FIELDS = 2  # a jitter as floats: brightness, contrast
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,11 @@ class CropBox:
         return np.array([self.top, self.left, self.height, self.width, self.flip], np.int64)
 
     def shrink(self, size: int) -> float:
-        """The factor by which resizing the box to ``size x size`` shrinks its short side."""
+        """The factor by which resizing the box to ``size x size`` shrinks its short side.
+
+        Args:
+            size: output side.
+        """
         return min(self.height, self.width) / size
 
 

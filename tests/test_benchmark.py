@@ -40,10 +40,10 @@ def test_benchmark_json_schema(tmp_path):
     assert result["data"]["ratios"]["packed_over_precomputed"] > 0
     device = result["data"]["packed_device"]
     assert device["device_planes_ms"] > 0 and device["device_planes_max_abs_diff"] < 1e-4
-    assert device["window_bytes"] == 4 * (4 + 2) * 16 * 16  # T (k + 2) S S uint8, k = FD_STRIDE 4
+    assert device["item_bytes"] == 4 * (4 + 2) * 16 * 16  # T (k + 2) S S uint8, k = FD_STRIDE 4
     frames = result["data"]["video_luma_device"]  # 28 px frames cropped and resized on the device
     assert frames["device_planes_ms"] > 0 and frames["device_planes_max_abs_diff_levels"] < 3
-    assert frames["window_bytes"] == 11 * 28 * 28  # the frames t-5..t of 4 of 12 frames, uncropped
+    assert frames["item_bytes"] == 11 * 28 * 28  # the frames t-5..t of 4 of 12 frames, uncropped
     assert result["data"]["stages"]["ms_per_clip"]["decode_video_luma"] > 0
 
 

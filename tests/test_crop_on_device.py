@@ -132,3 +132,13 @@ def test_training_with_the_crop_on_the_device(tmp_path, frames_root):
         torch.testing.assert_close(device["model"][key], value, rtol=0, atol=5e-3)  # AdamW: a few
     metrics = json.loads((tmp_path / "True" / "metrics.json").read_text())  # tiny-gradient entries
     assert metrics["num_views"] == 6 and metrics["num_videos"] == 9  # 2 clips x 3 crops
+
+
+@pytest.mark.parametrize("frames_in_clip", [9, 60])  # 60: the clips' frames outnumber a view's windows
+def test_both_resize_orders_give_the_worker_planes(make, frames_in_clip):
+    frames = np.random.default_rng(2).integers(0, 256, size=(frames_in_clip, 14, 20), dtype=np.uint8)
+    planes_ds, frames_ds = _datasets(make, False, 0.0, frames)
+    item = frames_ds[0]
+    assert (item["clips"].shape[0] > 4 * 4) == (frames_in_clip == 60)  # U against T (k + 2)
+    batch = ClipCollate(frames_ds.item_shape, frames_ds.item_dtype, frames_ds.extra_fields)([item])
+    _assert_near(DevicePlanes(NORM, 12)(batch, torch.device("cpu")), planes_ds[0]["clips"][None])

@@ -192,3 +192,34 @@ def test_read_luma_of_gray_readers_has_identity_levels(tmp_path, make):
     frames, levels = VideoClip(path, "v", backend="opencv").read_luma(np.array([2, 1]))
     assert levels == GRAY_LEVELS
     assert np.array_equal(frames, VideoClip(path, "v", backend="opencv").read(np.array([2, 1]), gray=True))
+
+
+class _ResizingCapture:
+    """A capture whose third frame has another size (as a stream that changes resolution)."""
+
+    def __init__(self) -> None:
+        self.shapes = [(4, 6), (4, 6), (5, 6)]
+
+    def grab(self) -> bool:
+        return bool(self.shapes)
+
+    def retrieve(self, image=None):
+        frame = np.full(self.shapes.pop(0), 7, np.uint8)
+        if image is not None and image.shape == frame.shape:
+            image[...] = frame
+            return True, image
+        return True, frame
+
+    def release(self) -> None:
+        pass
+
+
+def test_raw_frames_that_change_size_are_a_data_error(tmp_path, make):
+    path = tmp_path / "v.mp4"
+    make.write_video(path, make.moving_frames(1))
+    clip = VideoClip(path, "v", backend="opencv")
+    clip._capture = _ResizingCapture()
+    with pytest.raises(DataError, match="change size"):
+        clip._read_opencv(np.arange(3), None)
+    clip._capture = _ResizingCapture()
+    assert np.array_equal(clip._read_opencv(np.arange(2), None), np.full((2, 4, 6), 7, np.uint8))

@@ -752,8 +752,8 @@ def bench_decode(cfg: CfgNode, openers: dict[str, Callable], name: str, reps: in
 def bench_device_planes(worker: ClipDataset, device_dataset: ClipDataset, reps: int) -> dict:
     """The device step of ``DATA.PLANES_ON_DEVICE`` (and ``DATA.CROP_ON_DEVICE``) for one clip on
     the CPU (one thread): the milliseconds of :class:`DevicePlanes` on sample 0 of
-    ``device_dataset``, the bytes of its frames, and the largest difference to the planes the
-    worker computes otherwise (normalised units, and on the 0..255 scale)."""
+    ``device_dataset``, the bytes of its uint8 item (``item_bytes``), and the largest difference
+    to the planes the worker computes otherwise (normalised units, and on the 0..255 scale)."""
     item = device_dataset[0]
     batch = ClipCollate(device_dataset.item_shape, device_dataset.item_dtype,
                         device_dataset.extra_fields)([item])
@@ -762,7 +762,7 @@ def bench_device_planes(worker: ClipDataset, device_dataset: ClipDataset, reps: 
     cpu = torch.device("cpu")
     seconds = time_call(lambda: step(batch, cpu), cpu, reps, 1)
     planes, expected = step(batch, cpu)[0].numpy(), worker.load(0)
-    return {"device_planes_ms": 1e3 * min(seconds), "window_bytes": item["clips"].numel(),
+    return {"device_planes_ms": 1e3 * min(seconds), "item_bytes": item["clips"].numel(),
             "device_planes_max_abs_diff": float(np.abs(planes - expected).max()),
             "device_planes_max_abs_diff_levels": float(np.abs(norm.inverse(planes) - norm.inverse(expected)).max())}
 

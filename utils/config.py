@@ -36,7 +36,8 @@ _C.DATA.VIDEO_EXT = ".mp4"  # file extension of videos when LAYOUT is video
 # video decoder: auto (decord, opencv where decord fails) | decord | opencv | luma. decord and
 # opencv give the same frames; opencv decoded the synthetic clips 2.1x faster per worker. luma:
 # opencv without the colour conversion for gray frames (the decoder's luma plane, about 2x faster
-# again; gray within a few levels of the colour path's; see datasets/readers.py)
+# again; gray within a few levels of the colour path's; its levels, limited or full range, are
+# fitted once per folder and codec: keep one encoding per folder; see datasets/readers.py)
 _C.DATA.VIDEO_BACKEND = "auto"
 _C.DATA.FD_ROOT = ""  # precomputed layout: folder of fd/<sample>/<i>.jpg frame differences
 _C.DATA.AVG_ROOT = ""  # precomputed layout: folder of avg/<sample>/<i>.jpg temporal averages
