@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from datasets.ifns import (PLANES, WINDOW_EXTRA, PlaneNorm, ifns_planes, ifns_planes_uint8,
-                          needed_frames, normalize_uint8_planes, window_frames)
+                          needed_frames, normalize_uint8_planes, window_positions)
 from datasets.lps import simulate_lps
 from datasets.ntu import parse_name
 from datasets.rgb_input import rgb_pair_views
@@ -35,6 +35,16 @@ NO_JITTER = Jitter(1.0, 1.0)  # the ``jitter`` of a window item drawn without ji
 SCALAR_KEYS = ("label", "identity", "index", "num_bad")  # item fields collated as int64 [B]
 
 ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
+
+
+class Decoded(NamedTuple):
+    """A sample's decoded frames and its spatial draws (see :meth:`ClipDataset._decode`)."""
+
+    frame_ids: np.ndarray  # [U] sorted frame indices
+    frames: np.ndarray  # uint8 [U, H, W]
+    levels: Levels  # gray = scale * frames + offset
+    boxes: list[CropBox]
+    jitter: Jitter | None
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -241,18 +251,14 @@ class ClipDataset(Dataset):
             UserError: a box that shrinks the frames by :data:`~datasets.transforms.AREA_SHRINK`
                 or more (the device resizes bilinearly).
         """
-        n = clip.num_frames
-        frame_ids = needed_frames(indices, self.fd_stride, n)
-        frames, levels = self._luma_frames(clip, frame_ids, rng)  # [U, H, W]
-        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
-        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        frame_ids, frames, levels, boxes, jitter = self._decode(clip, indices, rng, luma=True)
         if max(box.shrink(self.input_size) for box in boxes) >= AREA_SHRINK:
             raise UserError(f"sample {name}: frames of "
                             f"{frames.shape[1]}x{frames.shape[2]} shrink {AREA_SHRINK}x or more to "
                             f"DATA.INPUT_SIZE {self.input_size}, which DATA.CROP_ON_DEVICE does not "
                             "resize (bilinear only); store smaller frames (tools/pack_dataset.py "
                             "--short-side) or set DATA.CROP_ON_DEVICE False")
-        positions = np.searchsorted(frame_ids, window_frames(indices, self.fd_stride, n))  # [C, T, k + 2]
+        positions = window_positions(frame_ids, indices, self.fd_stride, clip.num_frames)  # [C, T, k + 2]
         windows = np.repeat(positions, len(boxes), axis=0)  # [V, T, k + 2], view = clip * crops + crop
         box_array = np.tile(np.stack([box.as_array() for box in boxes]), (len(positions), 1))  # [V, 5]
         if not (frames.flags.writeable and frames.flags.c_contiguous):  # a view of a packed store
@@ -264,29 +270,33 @@ class ClipDataset(Dataset):
             item.update(windows=windows, boxes=box_array)
         return item
 
-    def _luma_frames(self, clip: Clip, frame_ids: np.ndarray,
-                     rng: np.random.Generator) -> tuple[np.ndarray, Levels]:
-        """uint8 [U, H, W] frames ``frame_ids`` and their levels: the reader's luma when the film
-        is not simulated, else the degraded gray frames.
+    def _decode(self, clip: Clip, indices: np.ndarray, rng: np.random.Generator,
+                luma: bool = False) -> Decoded:
+        """Reads the frames the planes of ``indices`` need, then draws the boxes and the jitter:
+        the draws of every frame-based item, in one order, so planes, windows and frames items
+        of a sample agree.
 
         Args:
             clip: the opened sample.
-            frame_ids: the sorted frames to read.
-            rng: the sample's generator (the film simulation's draws).
+            indices: sampled frames ``[C, T]``.
+            rng: the sample's generator.
+            luma: read the reader's luma and its levels (:meth:`~datasets.readers.Clip.read_luma`)
+                unless the film is simulated; else gray frames.
         """
-        if self.lps_level == 0:
-            return clip.read_luma(frame_ids)
-        return self._gray_frames(clip, frame_ids, rng), GRAY_LEVELS
+        frame_ids = needed_frames(indices, self.fd_stride, clip.num_frames)
+        if luma and self.lps_level == 0:
+            frames, levels = clip.read_luma(frame_ids)
+        else:
+            frames, levels = self._gray_frames(clip, frame_ids, rng), GRAY_LEVELS
+        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
+        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        return Decoded(frame_ids, frames, levels, boxes, jitter)
 
     def _window_views(self, clip: Clip, indices: np.ndarray,
                       rng: np.random.Generator) -> tuple[list[np.ndarray], Jitter | None]:
         """uint8 windows [T, k + 2, S, S] per view, with the same draws as :meth:`_derived_views`."""
-        n = clip.num_frames
-        frame_ids = needed_frames(indices, self.fd_stride, n)
-        frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]
-        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
-        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
-        positions = np.searchsorted(frame_ids, window_frames(indices, self.fd_stride, n))  # [C, T, k + 2]
+        frame_ids, frames, _, boxes, jitter = self._decode(clip, indices, rng)
+        positions = window_positions(frame_ids, indices, self.fd_stride, clip.num_frames)  # [C, T, k + 2]
         crops = [self._window_source(frames, box) for box in boxes]  # B x uint8 [U, S, S]
         return [crop[clip_positions] for clip_positions in positions for crop in crops], jitter
 
@@ -306,10 +316,7 @@ class ClipDataset(Dataset):
                                   lps_level=self.lps_level, make_boxes=lambda h, w: self._boxes(h, w, rng),
                                   jitter=jitter, rng=rng), jitter
         n = clip.num_frames
-        frame_ids = needed_frames(indices, self.fd_stride, n)
-        frames = self._gray_frames(clip, frame_ids, rng)  # [U, H, W]
-        boxes = self._boxes(frames.shape[1], frames.shape[2], rng)
-        jitter = draw_jitter(self.color_jitter, rng) if self.train else None
+        frame_ids, frames, _, boxes, jitter = self._decode(clip, indices, rng)
         views = [[] for _ in range(len(indices))]
         for box in boxes:
             crops = crop_resize(frames, box, self.input_size)  # uint8 [U, S, S]

@@ -118,6 +118,19 @@ def window_frames(indices: np.ndarray, stride: int, num_frames: int) -> np.ndarr
     return np.clip(np.asarray(indices, dtype=np.int64)[..., None] + offsets, 0, num_frames - 1)
 
 
+def window_positions(frame_ids: np.ndarray, indices: np.ndarray, stride: int, num_frames: int) -> np.ndarray:
+    """Where the :func:`window_frames` of ``indices`` sit in the sorted ``frame_ids``
+    (:func:`needed_frames`): positions ``[..., T, k + 2]``.
+
+    Args:
+        frame_ids: the sorted frames read, including the windows' frames.
+        indices: sampled frame indices t ``[..., T]``.
+        stride: the frame-difference stride k.
+        num_frames: frames in the clip.
+    """
+    return np.searchsorted(frame_ids, window_frames(indices, stride, num_frames))
+
+
 def planes_from_windows(windows: torch.Tensor, norm: PlaneNorm = PlaneNorm(),
                         jitter: torch.Tensor | None = None) -> torch.Tensor:
     """The normalised planes of frame windows, on the windows' device: ``ifns_planes`` then

@@ -247,7 +247,8 @@ class VideoClip:
                 logger.debug("decord cannot decode %s, falling back to opencv", self.path)
                 self._decord = None
         if rgb is None:
-            return self._read_opencv(indices, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
+            conversion = cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB
+            return self._read_opencv(indices, conversion, self._take_capture())
         return to_gray(rgb) if gray else rgb
 
     def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, Levels]:
@@ -256,23 +257,26 @@ class VideoClip:
         indices = np.asarray(indices, dtype=np.int64)
         if self.backend != "luma":
             return self.read(indices, gray=True), GRAY_LEVELS
-        capture = self._capture if self._capture is not None else _open_capture(self.path)
+        capture = self._take_capture()
         codec = _fourcc(capture.get(cv2.CAP_PROP_FOURCC))
         levels = self.luma_levels(self.path, codec) if has_luma_plane(capture) else None
-        self._capture = capture
         if levels is None:
-            return self._read_opencv(indices, cv2.COLOR_BGR2GRAY), GRAY_LEVELS
+            return self._read_opencv(indices, cv2.COLOR_BGR2GRAY, capture), GRAY_LEVELS
         capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # before the first retrieve: raw luma planes
-        return self._read_opencv(indices, None), levels
+        return self._read_opencv(indices, None, capture), levels
 
-    def _read_opencv(self, indices: np.ndarray, conversion: int | None) -> np.ndarray:
-        """Sequential decode up to the largest index (opencv seeking is not frame-accurate);
-        only the wanted frames are retrieved, each once, and converted with ``conversion`` (None:
-        as retrieved). Gray frames are converted from BGR directly: the same luma weights as
-        ``to_gray`` of the RGB frame, bit for bit, without the RGB copy."""
+    def _take_capture(self) -> cv2.VideoCapture:
+        """The capture opened for the frame count (positioned at frame 0), once; then new ones."""
+        capture, self._capture = self._capture, None
+        return capture if capture is not None else _open_capture(self.path)
+
+    def _read_opencv(self, indices: np.ndarray, conversion: int | None, cap: cv2.VideoCapture) -> np.ndarray:
+        """Sequential decode of ``cap`` (at frame 0) up to the largest index (opencv seeking is not
+        frame-accurate); only the wanted frames are retrieved, each once, and converted with
+        ``conversion`` (None: as retrieved). Gray frames are converted from BGR directly: the same
+        luma weights as ``to_gray`` of the RGB frame, bit for bit, without the RGB copy. Releases
+        ``cap``."""
         wanted = np.unique(indices)  # sorted
-        cap = self._capture if self._capture is not None else _open_capture(self.path)
-        self._capture = None  # positioned at frame 0 only once
         out, decoded, position = None, 0, 0
         wanted_list = wanted.tolist()
         while decoded < len(wanted_list) and cap.grab():

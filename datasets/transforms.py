@@ -130,8 +130,7 @@ def crop_resize(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     crops = frames[:, box.top:box.top + box.height, box.left:box.left + box.width]
     if box.height == size and box.width == size:
         return np.array(crops[:, :, ::-1] if box.flip else crops, order="C")  # always a copy
-    shrink = min(box.height, box.width) >= AREA_SHRINK * size
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if box.shrink(size) >= AREA_SHRINK else cv2.INTER_LINEAR
     out = np.empty((len(crops), size, size) + frames.shape[3:], frames.dtype)  # [N, S, S(, 3)]
     resized = np.empty_like(out[0]) if box.flip else None
     for crop, dst in zip(crops, out):

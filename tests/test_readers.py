@@ -218,8 +218,7 @@ def test_raw_frames_that_change_size_are_a_data_error(tmp_path, make):
     path = tmp_path / "v.mp4"
     make.write_video(path, make.moving_frames(1))
     clip = VideoClip(path, "v", backend="opencv")
-    clip._capture = _ResizingCapture()
     with pytest.raises(DataError, match="change size"):
-        clip._read_opencv(np.arange(3), None)
-    clip._capture = _ResizingCapture()
-    assert np.array_equal(clip._read_opencv(np.arange(2), None), np.full((2, 4, 6), 7, np.uint8))
+        clip._read_opencv(np.arange(3), None, _ResizingCapture())
+    assert np.array_equal(clip._read_opencv(np.arange(2), None, _ResizingCapture()),
+                          np.full((2, 4, 6), 7, np.uint8))
