@@ -21,11 +21,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from yacs.config import CfgNode
 
-from datasets.dataset import ClipCollate, ClipDataset, ClipOpener
-from datasets.ifns import DevicePlanes, PlaneNorm
+from datasets.dataset import ClipCollate, ClipDataset, ClipOpener, Restoration
+from datasets.items import ItemBuilder
 from datasets.ntu import NTU_NAME_RE, load_class_names, parse_name, split_names
 from datasets.packed import PackedClip, PackedStore
 from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
+from datasets.sampling import FrameSampler
+from models import FrameRequest, build_input_encoder
 from utils.config import resolve_path
 from utils.errors import UserError
 
@@ -94,12 +96,10 @@ class Loaders:
     """What the trainer needs from the data.
 
     Args:
-        train: training loader (batches of ``clips`` [B, T, 3, S, S], ``label``, ``identity``,
-            ``index``, ``num_bad``; with ``DATA.PLANES_ON_DEVICE`` uint8 windows [B, T, k + 2, S, S]
-            and ``jitter`` [B, 2] for :func:`~datasets.ifns.planes_from_windows`; with
-            ``DATA.CROP_ON_DEVICE`` the frames and fields of :func:`~datasets.ifns.planes_from_frames`,
-            see :class:`~datasets.dataset.ClipDataset`; :func:`build_device_planes` turns either into planes).
-        val: evaluation loader (``clips`` [B, V, T, 3, S, S] or windows [B, V, T, k + 2, S, S], ...).
+        train: training loader (batches of ``frames`` uint8 [B, T, F, C, S, S] for the input
+            encoder, ``label``, ``identity``, ``index``, ``num_bad``; with ``DATA.CROP_ON_DEVICE``
+            uncropped frames: :func:`~datasets.device.to_device` finishes every batch).
+        val: evaluation loader (``frames`` [B, V, T, F, C, S, S], ...).
         train_sampler: call ``set_epoch(epoch)`` before each epoch.
         val_sampler: this rank's shard of the validation set.
         class_names: the K action names.
@@ -205,27 +205,33 @@ def _check_labels(names: list[str], num_classes: int, num_identities: int, part:
                             f"DATA.NUM_IDENTITIES = {num_identities}; raise DATA.NUM_IDENTITIES")
 
 
-def build_datasets(cfg: CfgNode, planes_on_device: bool = False, crop_on_device: bool = False) -> DataSplits:
-    """Finds the samples, splits them by the benchmark (or the split lists) and builds datasets.
+def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoration: Restoration | None = None,
+                   crop_on_device: bool | None = None) -> DataSplits:
+    """Finds the samples, splits them by the benchmark (or the split lists) and builds datasets:
+    how the trainer and every tool get data.
 
     Args:
         cfg: the experiment config.
-        planes_on_device: items are uint8 frame windows (``DATA.PLANES_ON_DEVICE``, set by
-            :func:`build_loaders` for the train/test step); False (tools): planes.
-        crop_on_device: items are uncropped frames (``DATA.CROP_ON_DEVICE``, likewise).
+        request: the frames the items hold; None = those of the configured input encoder
+            (``MODEL.ENCODER``, :func:`models.build_input_encoder`).
+        restoration: reconstruct the degraded frames first (attacks), or None.
+        crop_on_device: uncropped items for the device crop; None = ``DATA.CROP_ON_DEVICE``.
 
     Raises:
         UserError: a missing data folder, split list or label file, or labels beyond the config.
     """
     data = cfg.DATA
+    request = request or build_input_encoder(cfg).request
+    crop_on_device = data.CROP_ON_DEVICE if crop_on_device is None else crop_on_device
     root, synthetic, video_ext = _resolve_root(cfg)
     if not root.is_dir():
         raise UserError(f"data folder {root} not found; check DATA.ROOT and DATA.LAYOUT")
     store = PackedStore(root) if data.LAYOUT == "packed" else None
     if store is not None:
-        if cfg.LPS.LEVEL > 0:
-            raise UserError("LPS.LEVEL > 0 needs RGB frames, but a packed store holds gray frames; "
-                            "set LPS.LEVEL 0 or use DATA.LAYOUT video or frames")
+        if cfg.LPS.LEVEL > 0 or restoration is not None or not request.gray:
+            raise UserError("a packed store holds gray frames, but LPS.LEVEL > 0, a restoration or "
+                            f"MODEL.ENCODER {cfg.MODEL.ENCODER} needs RGB frames; use DATA.LAYOUT "
+                            "video or frames")
         paths = {parse_name(name).name: root / name for name in store.samples}
     else:
         paths = _list_entries(root, data.LAYOUT, video_ext)
@@ -240,17 +246,26 @@ def build_datasets(cfg: CfgNode, planes_on_device: bool = False, crop_on_device:
     opener: ClipOpener = partial(_open_sample, layout=data.LAYOUT, paths=paths, root=root,
                                  video_ext=video_ext, avg_root=avg_root, store=store,
                                  video_backend=data.VIDEO_BACKEND, luma_levels=LumaLevels())
-    common = dict(opener=opener, num_frames=data.NUM_FRAMES, fd_stride=data.FD_STRIDE,
-                  input_size=data.INPUT_SIZE, scales=list(cfg.AUG.SCALES), flip=cfg.AUG.FLIP,
-                  color_jitter=cfg.AUG.COLOR_JITTER, num_clip=cfg.TEST.NUM_CLIP,
-                  num_crop=cfg.TEST.NUM_CROP, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL,
-                  rgb_pairs=cfg.MODEL.ENCODER != "ifns", skip_bad=data.SKIP_BAD,
-                  plane_norm=PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD),
-                  planes_on_device=planes_on_device, crop_on_device=crop_on_device)
-    train = ClipDataset(names=train_names, train=True, **common)
-    val = ClipDataset(names=val_names, train=False, **common)
+    aug = cfg.AUG
+    train_builder = ItemBuilder(request, data.INPUT_SIZE, train=True, scales=tuple(aug.SCALES), flip=aug.FLIP,
+                                color_jitter=aug.COLOR_JITTER, gray_scale=aug.GRAY_SCALE,
+                                crop_on_device=crop_on_device)
+    val_builder = ItemBuilder(request, data.INPUT_SIZE, train=False, num_crop=cfg.TEST.NUM_CROP,
+                              crop_on_device=crop_on_device)
+    common = dict(opener=opener, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, restoration=restoration,
+                  skip_bad=data.SKIP_BAD)
+    train = ClipDataset(names=train_names, sampler=FrameSampler(data.NUM_FRAMES, train=True),
+                        builder=train_builder, **common)
+    val = ClipDataset(names=val_names, sampler=FrameSampler(data.NUM_FRAMES, train=False, num_clip=cfg.TEST.NUM_CLIP),
+                      builder=val_builder, **common)
     class_names = load_class_names(resolve_path(data.LABEL_LIST), data.NUM_CLASSES)
     return DataSplits(train, val, class_names, root, synthetic)
+
+
+def collate_for(dataset: ClipDataset) -> ClipCollate:
+    """The collate function of ``dataset``'s items."""
+    builder = dataset.builder
+    return ClipCollate(dataset.fields, builder.input_size if builder.crop_on_device else 0)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -270,8 +285,7 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
     Raises:
         UserError: see :func:`build_datasets`; also a training set smaller than one batch per rank.
     """
-    splits = build_datasets(cfg, planes_on_device=cfg.DATA.PLANES_ON_DEVICE,
-                            crop_on_device=cfg.DATA.CROP_ON_DEVICE)
+    splits = build_datasets(cfg)
     data = cfg.DATA
     train_sampler = TrainSampler(len(splits.train), rank, world_size, cfg.SEED)
     val_sampler = EvalSampler(len(splits.val), rank, world_size)
@@ -283,26 +297,12 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
                   pin_memory=data.PIN_MEMORY and torch.cuda.is_available(),
                   worker_init_fn=_worker_init if workers > 0 else None)
     train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
-                       drop_last=True, **common,
-                       collate_fn=ClipCollate(splits.train.item_shape, splits.train.item_dtype,
-                                              splits.train.extra_fields))
+                       drop_last=True, collate_fn=collate_for(splits.train), **common)
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,
-                     drop_last=False, **common,
-                     collate_fn=ClipCollate(splits.val.item_shape, splits.val.item_dtype,
-                                            splits.val.extra_fields))
+                     drop_last=False, collate_fn=collate_for(splits.val), **common)
     train_identities = set(splits.train.identities)
     logger.info("data: %d train / %d val videos from %s, %d classes, %d train identities",
                 len(splits.train), len(splits.val), splits.root, len(splits.class_names),
                 len(train_identities))
     return Loaders(train, val, train_sampler, val_sampler, splits.class_names, train_identities,
                    len(splits.train), len(splits.val))
-
-
-def build_device_planes(cfg: CfgNode) -> DevicePlanes | None:
-    """The device step of the train/test batches (``DATA.PLANES_ON_DEVICE``, ``DATA.CROP_ON_DEVICE``),
-    or None when the workers compute the planes."""
-    data = cfg.DATA
-    if not data.PLANES_ON_DEVICE:
-        return None
-    return DevicePlanes(PlaneNorm.from_lists(data.PLANE_MEAN, data.PLANE_STD),
-                        data.INPUT_SIZE if data.CROP_ON_DEVICE else 0)

@@ -5,6 +5,8 @@ and lambda is corrected to the exact box area.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -57,6 +59,24 @@ class Mixup:
         left, right = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
         return int(top), int(bottom), int(left), int(right)
 
+    def draw(self, batch_size: int, height: int, width: int, device: torch.device | str = "cpu") -> "MixDraw":
+        """The mix of one batch: lambda, permutation and (CutMix) box, drawn in that order.
+
+        Args:
+            batch_size: B.
+            height: rows of the clips to mix.
+            width: columns of the clips to mix.
+            device: where the permutation lives.
+        """
+        lam, use_cutmix = self._draw()
+        perm = torch.from_numpy(self.rng.permutation(batch_size)).to(device)
+        box = None
+        if use_cutmix:
+            box = self._box(lam, height, width)
+            top, bottom, left, right = box
+            lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+        return MixDraw(lam, perm, box, self)
+
     def __call__(self, clips: torch.Tensor, label: torch.Tensor,
                  identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mixes a batch.
@@ -69,21 +89,44 @@ class Mixup:
         Returns:
             mixed clips [B, T, 3, H, W], action targets [B, K], identity targets [B, P].
         """
-        lam, use_cutmix = self._draw()
-        perm = torch.from_numpy(self.rng.permutation(clips.shape[0])).to(clips.device)
-        if use_cutmix:
-            height, width = clips.shape[-2:]
-            top, bottom, left, right = self._box(lam, height, width)
-            clips = clips.clone()
-            clips[..., top:bottom, left:right] = clips[perm][..., top:bottom, left:right]
-            lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-        else:
-            clips = clips * lam + clips[perm] * (1.0 - lam)
-        action = smooth_one_hot(label, self.num_classes, self.label_smoothing)
-        ident = smooth_one_hot(identity, self.num_identities, self.label_smoothing)
-        action = action * lam + action[perm] * (1.0 - lam)  # [B, K]
-        ident = ident * lam + ident[perm] * (1.0 - lam)  # [B, P]
-        return clips, action, ident
+        mix = self.draw(clips.shape[0], clips.shape[-2], clips.shape[-1], clips.device)
+        return (mix(clips),) + mix.targets(label, identity)
+
+
+@dataclass(frozen=True)
+class MixDraw:
+    """One batch's mix: applied to the encoded clips inside the model (``mix=``), and to the targets.
+
+    Args:
+        lam: weight of the batch itself (exact box area under CutMix).
+        perm: [B] the partner of every clip.
+        box: CutMix box (top, bottom, left, right), or None for Mixup.
+        mixup: the :class:`Mixup` it came from (smoothing and class counts).
+    """
+
+    lam: float
+    perm: torch.Tensor
+    box: tuple[int, int, int, int] | None
+    mixup: Mixup
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        """Mixed clips ``[B, T, 3, H, W]``."""
+        perm = self.perm.to(clips.device)
+        if self.box is None:
+            return clips * self.lam + clips[perm] * (1.0 - self.lam)
+        top, bottom, left, right = self.box
+        clips = clips.clone()
+        clips[..., top:bottom, left:right] = clips[perm][..., top:bottom, left:right]
+        return clips
+
+    def targets(self, label: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft action targets [B, K] and identity targets [B, P] mixed like the clips."""
+        m, perm = self.mixup, self.perm.to(label.device)
+        action = smooth_one_hot(label, m.num_classes, m.label_smoothing)
+        ident = smooth_one_hot(identity, m.num_identities, m.label_smoothing)
+        action = action * self.lam + action[perm] * (1.0 - self.lam)  # [B, K]
+        ident = ident * self.lam + ident[perm] * (1.0 - self.lam)  # [B, P]
+        return action, ident
 
 
 def build_mixup(cfg: CfgNode, generator: np.random.Generator | None = None) -> Mixup | None:

@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 
 from utils.errors import UserError
+from utils.misc import PIXEL_MAX
 
 logger = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DECODE_THREADS = 1  # one decoding thread per loader worker (workers are the parallelism)
 FOURCC_CHARS = 4  # characters of a fourcc code
-PIXEL_MAX = 255
 LUMA_BLACK, LUMA_RANGE = 16, 219  # limited-range luma: Y = 16 + 219 * gray / 255
 # levels (scale, offset) of gray = scale * Y + offset
 GRAY_LEVELS = (1.0, 0.0)  # full range (and any gray frame): Y is the gray
@@ -108,7 +108,7 @@ def levels_table(levels: Levels) -> np.ndarray:
         levels: ``(scale, offset)``, see :class:`Clip`.
     """
     scale, offset = levels
-    return np.clip(np.rint(np.arange(PIXEL_MAX + 1) * scale + offset), 0, PIXEL_MAX).astype(np.uint8)
+    return np.clip(np.rint(np.arange(int(PIXEL_MAX) + 1) * scale + offset), 0, PIXEL_MAX).astype(np.uint8)
 
 
 def calibrate_luma(path: Path) -> Levels | None:

@@ -4,6 +4,8 @@ Frame 0 has no frame difference, so segments cover frames 1..n-1 (a one-frame cl
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -41,3 +43,28 @@ def eval_indices(num_frames: int, num_segments: int, num_clips: int = 1) -> np.n
     offsets = (np.arange(num_clips)[:, None] + 0.5) / num_clips  # [C, 1]
     positions = first + (np.arange(num_segments)[None, :] + offsets) * length  # [C, T]
     return np.clip(np.floor(positions).astype(np.int64), first, num_frames - 1)
+
+
+@dataclass(frozen=True)
+class FrameSampler:
+    """The temporal sampler of a split: ``(frames in the clip, generator) -> indices [C, T]``.
+
+    Args:
+        num_frames: T.
+        train: one random draw per segment (C = 1); else ``num_clip`` deterministic views.
+        num_clip: temporal test views C.
+    """
+
+    num_frames: int
+    train: bool
+    num_clip: int = 1
+
+    @property
+    def num_views(self) -> int:
+        """Temporal views per item (1 in training)."""
+        return 1 if self.train else self.num_clip
+
+    def __call__(self, num_frames_in_clip: int, rng: np.random.Generator) -> np.ndarray:
+        if self.train:
+            return train_indices(num_frames_in_clip, self.num_frames, rng)[None]
+        return eval_indices(num_frames_in_clip, self.num_frames, self.num_clip)

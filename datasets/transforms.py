@@ -4,8 +4,9 @@ Training: multi-scale crop (TSN style: height and width ratios drawn from ``AUG.
 one step apart, random position) resized to a square, optional horizontal flip, and brightness /
 contrast jitter with probability ``AUG.COLOR_JITTER``. Jitter is applied to the gray frames:
 brightness and contrast are affine in the pixel values, and so is the gray conversion, so
-jittering gray equals jittering RGB then converting (up to clamping). ``AUG.GRAY_SCALE`` (random
-grayscale in the original config) is a no-op here: the IFNS planes are gray already.
+jittering gray equals jittering RGB then converting (up to clamping); RGB frames are jittered per
+channel. ``AUG.GRAY_SCALE`` (random gray-scale, probability 0.2 in the original config) applies to
+RGB frames; gray frames are gray already.
 Test: resize the short side to the input size, then the centre crop or three crops along the long
 side; done as one crop-and-resize of the matching box of the original frame.
 """
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.misc import PIXEL_MAX
+
 JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
 MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
-PIXEL_MAX = 255.0
 AREA_SHRINK = 2  # area interpolation from this shrink factor on, bilinear below
 BOX_FIELDS = 5  # a box as integers: top, left, height, width, flip
 JITTER_FIELDS = 2  # a jitter as floats: brightness, contrast
@@ -203,6 +205,11 @@ def apply_jitter(gray: np.ndarray, jitter: Jitter) -> np.ndarray:
     mean = out.mean(axis=(1, 2), keepdims=True)  # [N, 1, 1]
     out = (out - mean) * jitter.contrast + mean
     return np.clip(out, 0.0, PIXEL_MAX).astype(np.float32)
+
+
+def jitter_uint8(frames: np.ndarray, jitter: Jitter) -> np.ndarray:
+    """:func:`apply_jitter` of uint8 frames ``[N, H, W]``, rounded back to uint8."""
+    return np.rint(apply_jitter(frames.astype(np.float32), jitter)).astype(np.uint8)
 
 
 def apply_jitter_torch(gray: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""MSPNet model: CLIP towers with CFSA/IFNS, temporal fusion, video prompts, weight loading.
+"""MSPNet model: input encoders (IFNS, baselines), CLIP towers with CFSA, temporal fusion, video
+prompts, weight loading.
 
-The only entry point that reads the config is :func:`build_model`.
+The only entry points that read the config are :func:`build_input_encoder` and :func:`build_model`.
 """
 from __future__ import annotations
 
@@ -10,16 +11,46 @@ import os
 from yacs.config import CfgNode
 
 from models.clip import CLIP_SIZES, ClipSize, load_pretrained
-from models.encoders import build_input_encoder
+from torch import nn
+
+from models.bdq import BDQEncoder
+from models.encoders import DownsampleEncoder, FrameRequest, RGBEncoder
+from models.ifns import IFNSEncoder, PlaneNorm
 from models.mspnet import MSPNet
 from utils.config import resolve_path
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MSPNet", "build_model", "clip_size"]
+__all__ = ["ENCODERS", "FrameRequest", "MSPNet", "build_input_encoder", "build_model", "clip_size"]
 
 RANDOM_INIT = ("", "none")
+ENCODERS = ("ifns", "rgb", "downsample", "bdq")  # MODEL.ENCODER choices
+
+
+def build_input_encoder(cfg: CfgNode) -> nn.Module:
+    """The input encoder of ``MODEL.ENCODER`` (see :mod:`models.encoders`); the dataset reads its
+    ``request`` to know which raw frames to hand over.
+
+    Args:
+        cfg: the experiment config (reads MODEL.ENCODER, MODEL.DOWNSAMPLE_SIZE, DATA.FD_STRIDE,
+            DATA.PLANE_MEAN, DATA.PLANE_STD, DATA.LAYOUT).
+
+    Raises:
+        UserError: a baseline encoder with the precomputed layout, which holds IFNS planes only.
+    """
+    name = cfg.MODEL.ENCODER
+    if name == "ifns":
+        return IFNSEncoder(cfg.DATA.FD_STRIDE, PlaneNorm.from_lists(cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD),
+                           precomputed=cfg.DATA.LAYOUT == "precomputed")
+    if cfg.DATA.LAYOUT == "precomputed":
+        raise UserError(f"MODEL.ENCODER {name} reads frames, but DATA.LAYOUT precomputed holds IFNS "
+                        "planes only; use MODEL.ENCODER ifns or a layout with frames")
+    if name == "rgb":
+        return RGBEncoder()
+    if name == "downsample":
+        return DownsampleEncoder(cfg.MODEL.DOWNSAMPLE_SIZE)
+    return BDQEncoder(cfg.DATA.FD_STRIDE)
 
 
 def clip_size(cfg: CfgNode) -> ClipSize:
@@ -56,9 +87,7 @@ def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
                    class_names=class_names, num_identities=cfg.DATA.NUM_IDENTITIES,
                    temporal_layers=cfg.MODEL.TEMPORAL_LAYERS, prompt_layers=cfg.MODEL.PROMPT_LAYERS,
                    prompt_alpha=cfg.MODEL.PROMPT_ALPHA, drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
-                   backend=cfg.MODEL.ATTN_BACKEND,
-                   input_encoder=build_input_encoder(cfg.MODEL.ENCODER,
-                                                     downsample_size=cfg.MODEL.DOWNSAMPLE_SIZE))
+                   backend=cfg.MODEL.ATTN_BACKEND, input_encoder=build_input_encoder(cfg))
     model.set_grad_checkpointing(cfg.TRAIN.USE_CHECKPOINT)
     pretrained = cfg.MODEL.PRETRAINED
     if pretrained.lower() in RANDOM_INIT:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +54,8 @@ class MSPNet(nn.Module):
         prompt_alpha: initial prompt scale.
         drop_path_rate: stochastic depth of the last vision block.
         backend: attention backend for every attention (sdpa | math | triton).
+        input_encoder: turns the dataset's uint8 frames into the clips [B, T, 3, H, W] (an
+            encoder of :mod:`models.encoders`); None = the inputs are clips already (tests).
     """
 
     def __init__(self, *, size: ClipSize, image_size: int, num_frames: int, class_names: Sequence[str],
@@ -62,7 +64,7 @@ class MSPNet(nn.Module):
                  input_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.num_frames = num_frames
-        self.input_encoder = input_encoder
+        self.input_encoder = input_encoder if input_encoder is not None else nn.Identity()
         self.visual = VisionTransformer(
             width=size.width, layers=size.layers, heads=size.heads, patch_size=size.patch_size,
             image_size=image_size, embed_dim=size.embed_dim, drop_path_rate=drop_path_rate,
@@ -99,9 +101,9 @@ class MSPNet(nn.Module):
                 self.text_projection]
 
     def new_modules(self) -> list[nn.Module]:
-        """Modules trained from scratch (CFSA messages, IFNS mix, temporal, prompt, identity head)."""
-        extra = [self.input_encoder] if self.input_encoder is not None else []
-        return self.visual.new_modules() + [self.temporal, self.prompt, self.id_head] + extra
+        """Modules trained from scratch (CFSA messages, IFNS mix, temporal, prompt, identity head,
+        and the input encoder's parameters if it has any)."""
+        return self.visual.new_modules() + [self.temporal, self.prompt, self.id_head, self.input_encoder]
 
     def new_parameter_names(self) -> set[str]:
         """State-dict names of the parameters of :meth:`new_modules`."""
@@ -170,28 +172,34 @@ class MSPNet(nn.Module):
 
     def _encode(self, clips: Tensor) -> tuple[Tensor, Tensor]:
         """clips [B, T, 3, H, W] -> (video feature [B, E], patch tokens [B, T, N, d])."""
-        if self.input_encoder is not None:
-            clips = self.input_encoder(clips)  # [B, T, 2, 3, H, W] -> [B, T, 3, H, W]
         batch, frames = clips.shape[:2]
         cls, patches = self.visual(clips.flatten(0, 1), frames)
         video = self.temporal(cls.unflatten(0, (batch, frames)))
         return video, patches.unflatten(0, (batch, frames))
 
-    def encode_video(self, clips: Tensor) -> Tensor:
-        """clips [B, T, 3, H, W] -> video feature [B, E] (not normalised)."""
-        return self._encode(clips)[0]
+    def encode_video(self, frames: Tensor) -> Tensor:
+        """frames (the input encoder's input) -> video feature [B, E] (not normalised)."""
+        return self._encode(self.input_encoder(frames))[0]
 
-    def forward(self, clips: Tensor, id_grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
-        """Action and identity logits of a batch of clips.
+    def forward(self, frames: Tensor, id_grad_scale: float = 1.0, mix: Callable[[Tensor], Tensor] | None = None,
+                return_video: bool = False) -> tuple[Tensor, ...]:
+        """Action and identity logits of a batch.
 
         Args:
-            clips: [B, T, 3, H, W], channel k = IFNS plane k, normalised.
+            frames: the input encoder's input, uint8 ``[B, T, F, C, H, W]`` (see
+                :mod:`models.encoders`); without an encoder the clips [B, T, 3, H, W].
             id_grad_scale: multiplies the gradient from the identity head into the encoder
                 (negative = gradient reversal); the forward pass is unchanged.
+            mix: applied to the encoded clips [B, T, 3, H, W] before the towers (a mixup/cutmix
+                draw of the batch), or None.
+            return_video: also return the normalised video feature [B, E] the identity head read.
 
         Returns:
-            action logits [B, K], identity logits [B, P].
+            action logits [B, K], identity logits [B, P] (and the video feature).
         """
+        clips = self.input_encoder(frames)  # [B, T, 3, H, W]
+        if mix is not None:
+            clips = mix(clips)
         video, patches = self._encode(clips)
         text = self.class_text_features().to(video.dtype)
         text = text.unsqueeze(0).expand(video.shape[0], -1, -1)  # [B, K, E]
@@ -200,4 +208,4 @@ class MSPNet(nn.Module):
         text = text / text.norm(dim=-1, keepdim=True)
         action = torch.einsum("be,bke->bk", video, self.logit_scale.exp() * text)
         identity = self.id_head(scale_grad(video, id_grad_scale))
-        return action, identity
+        return (action, identity, video) if return_video else (action, identity)

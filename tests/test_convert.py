@@ -41,7 +41,7 @@ def trained():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    clips = torch.randn(2, FRAMES, 3, SIZE, SIZE)
+    clips = torch.randint(0, 256, (2, FRAMES, 6, 1, SIZE, SIZE), dtype=torch.uint8)  # IFNS windows, k = 4
     with torch.no_grad():
         logits = model(clips)
     return model, clips, logits

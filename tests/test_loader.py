@@ -23,14 +23,15 @@ def test_train_and_val_batches(frames_root, make):
     batches = list(loaders.train)
     assert len(batches) == 2  # 9 // 4, drop_last
     batch = batches[0]
-    assert batch["clips"].shape == (4, 4, 3, 16, 16) and batch["clips"].dtype == torch.float32
+    # uint8 IFNS windows [B, T, k + 2, 1, S, S] (k = 2)
+    assert batch["frames"].shape == (4, 4, 4, 1, 16, 16) and batch["frames"].dtype == torch.uint8
     for key in ("label", "identity", "index"):
         assert batch[key].dtype == torch.long and batch[key].shape == (4,)
     names = loaders.train.dataset.names
     for i, label, identity in zip(batch["index"], batch["label"], batch["identity"]):
         assert int(label) == int(names[i][-3:]) - 1 and int(identity) == int(names[i][9:12]) - 1
     val = list(loaders.val)
-    assert [b["clips"].shape for b in val] == [(4, 6, 4, 3, 16, 16)] * 2 + [(1, 6, 4, 3, 16, 16)]
+    assert [b["frames"].shape for b in val] == [(4, 6, 4, 4, 1, 16, 16)] * 2 + [(1, 6, 4, 4, 1, 16, 16)]
     assert torch.equal(torch.cat([b["index"] for b in val]), torch.arange(9))
     assert int(batch["num_bad"]) == 0
 
@@ -61,41 +62,48 @@ def test_eval_sampler_every_sample_once():
 def test_sample_draws_depend_only_on_seed_epoch_index(frames_root, make):
     cfg = make.tiny_config(frames_root)
     dataset = build_datasets(cfg).train
-    a = dataset[(3, 1)]["clips"]
-    assert torch.equal(a, dataset[(3, 1)]["clips"])
-    assert not torch.equal(a, dataset[(3, 2)]["clips"])
+    a = dataset[(3, 1)]["frames"]
+    assert torch.equal(a, dataset[(3, 1)]["frames"])
+    assert not torch.equal(a, dataset[(3, 2)]["frames"])
     workers = build_loaders(make.tiny_config(frames_root, "DATA.NUM_WORKERS", "2"))
     single = build_loaders(cfg)
     for loaders in (workers, single):
         loaders.train_sampler.set_epoch(1)
     for b1, b2 in zip(workers.train, single.train):
-        assert torch.equal(b1["index"], b2["index"]) and torch.equal(b1["clips"], b2["clips"])
+        assert torch.equal(b1["index"], b2["index"]) and torch.equal(b1["frames"], b2["frames"])
 
 
-def test_eval_is_deterministic_and_planes_are_normalised(frames_root, make):
-    dataset = build_datasets(make.tiny_config(frames_root)).val
-    clips = dataset[0]["clips"]  # [V, T, 3, S, S]
-    assert torch.equal(clips, dataset[0]["clips"])
-    assert torch.isfinite(clips).all()
-    pixels = dataset.plane_norm.inverse(clips.numpy())  # back on the 0..255 scale
-    assert pixels.min() > -1e-3 and pixels.max() < 255 + 1e-3
+def test_eval_is_deterministic_and_the_windows_are_the_requested_frames(frames_root, make):
+    cfg = make.tiny_config(frames_root)
+    dataset = build_datasets(cfg).val
+    frames = dataset[0]["frames"]  # [V, T, k + 2, 1, S, S]
+    assert torch.equal(frames, dataset[0]["frames"])
+    # the centre crop of a 24 x 32 frame at 16 px is a resize of the 24 x 24 centre
+    name = dataset.names[0]
+    clip = FrameFolderClip(frames_root / name, name)
+    indices = dataset.sampler(clip.num_frames, None)[0]  # [T] segment centres
+    windows = np.clip(indices[:, None] + np.arange(-3, 1), 0, clip.num_frames - 1)  # t-k-1..t
+    gray = clip.read(np.arange(clip.num_frames), gray=True)[:, :, 4:28]
+    expected = np.stack([[cv2.resize(gray[f], (16, 16), interpolation=cv2.INTER_LINEAR) for f in row]
+                         for row in windows])  # [T, k + 2, S, S]
+    np.testing.assert_array_equal(frames[0, :, :, 0].numpy(), expected)
 
 
 def test_video_layout_matches_frames_layout_shapes(videos_root, make):
     loaders = build_loaders(make.tiny_config(videos_root, "DATA.LAYOUT", "video"))
     batch = next(iter(loaders.train))
-    assert batch["clips"].shape == (4, 4, 3, 16, 16)
+    assert batch["frames"].shape == (4, 4, 4, 1, 16, 16)
 
 
 def test_video_backends_give_the_same_items(videos_root, make):
     items = [build_datasets(make.tiny_config(videos_root, "DATA.LAYOUT", "video", "DATA.VIDEO_BACKEND", backend)).val[0]
              for backend in ("decord", "opencv")]
-    assert torch.equal(items[0]["clips"], items[1]["clips"])
+    assert torch.equal(items[0]["frames"], items[1]["frames"])
 
 
 def test_lps_on_the_fly(frames_root, make):
-    plain = build_datasets(make.tiny_config(frames_root)).val[0]["clips"]
-    degraded = build_datasets(make.tiny_config(frames_root, "LPS.LEVEL", "2")).val[0]["clips"]
+    plain = build_datasets(make.tiny_config(frames_root)).val[0]["frames"]
+    degraded = build_datasets(make.tiny_config(frames_root, "LPS.LEVEL", "2")).val[0]["frames"]
     assert degraded.shape == plain.shape and not torch.equal(degraded, plain)
 
 
@@ -117,7 +125,7 @@ def test_bad_sample_raises_naming_it_or_is_skipped_and_counted(frames_root, make
     loaders.train_sampler.set_epoch(0)
     train_bad = sum(int(b["num_bad"]) for b in loaders.train)
     batches = list(loaders.train)
-    assert all(b["clips"].shape[0] == 4 for b in batches)
+    assert all(b["frames"].shape[0] == 4 for b in batches)
     bad_index = loaders.train.dataset.names.index(train_name)
     replaced = loaders.train.dataset[(bad_index, 0)]
     assert replaced["num_bad"] == 1 and replaced["index"] == (bad_index + 1) % 9
@@ -146,13 +154,12 @@ def test_precomputed_layout(tmp_path, make):
                            "TRAIN.BATCH_SIZE", "1")
     loaders = build_loaders(cfg)
     batch = next(iter(loaders.val))
-    assert batch["clips"].shape == (1, 1, 4, 3, 16, 16)
+    assert batch["frames"].shape == (1, 1, 4, 3, 1, 16, 16)  # the planes as the F = 3 frames
     # 8 frames, T = 4: centres t = 1, 3, 5, 7; files are 1-based, file i + 1 holds value 10 i.
-    norm = loaders.val.dataset.plane_norm
-    planes = norm.inverse(batch["clips"][0, 0].numpy())[:, :, 8, 8]  # [T, 3, S, S] -> [T, 3]
+    planes = batch["frames"][0, 0, :, :, 0, 8, 8]  # [T, 3]
     expected = [[10 * (t - 1), 10 * t, 10 * t] for t in (1, 3, 5, 7)]
-    np.testing.assert_allclose(planes, expected, atol=1.5)
-    assert next(iter(loaders.train))["clips"].shape == (1, 4, 3, 16, 16)
+    np.testing.assert_array_equal(planes.numpy(), expected)
+    assert next(iter(loaders.train))["frames"].shape == (1, 4, 3, 1, 16, 16)
 
 
 def test_packed_layout_equals_frames_layout(frames_root, tmp_path, make):
@@ -166,5 +173,5 @@ def test_packed_layout_equals_frames_layout(frames_root, tmp_path, make):
     packed = build_datasets(make.tiny_config(frames_root, "DATA.LAYOUT", "packed",
                                              "DATA.PACKED_ROOT", str(store)))
     assert packed.train.names == plain.train.names
-    assert torch.equal(packed.train[(2, 3)]["clips"], plain.train[(2, 3)]["clips"])
-    assert torch.equal(packed.val[1]["clips"], plain.val[1]["clips"])
+    assert torch.equal(packed.train[(2, 3)]["frames"], plain.train[(2, 3)]["frames"])
+    assert torch.equal(packed.val[1]["frames"], plain.val[1]["frames"])

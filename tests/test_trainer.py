@@ -42,7 +42,8 @@ class FakeModel(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return set()
 
-    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0):
+    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0, mix=None):
+        clips = mix(clips) if mix is not None else clips
         feature = torch.tanh(self.encoder(clips.flatten(1)))  # [B, 8]
         action = self.action(feature)
         if self.nan:
@@ -55,7 +56,7 @@ def _batches(num: int, size: int, seed: int = 0) -> list[dict[str, torch.Tensor]
     clips = torch.randn(num * size, T, 3, SIDE, SIDE, generator=gen)
     label = torch.randint(0, K, (num * size,), generator=gen)
     identity = torch.randint(0, P, (num * size,), generator=gen)
-    return [{"clips": clips[i:i + size], "label": label[i:i + size], "identity": identity[i:i + size]}
+    return [{"frames": clips[i:i + size], "label": label[i:i + size], "identity": identity[i:i + size]}
             for i in range(0, num * size, size)]
 
 
@@ -104,7 +105,7 @@ def test_adversarial_reverses_the_encoder_gradient_only():
         torch.manual_seed(1)
         model = FakeModel()
         loss_fn = PrivacyLoss(mode=mode, weight=1.0)
-        action, identity = model(batch["clips"], id_grad_scale=loss_fn.id_grad_scale)
+        action, identity = model(batch["frames"], id_grad_scale=loss_fn.id_grad_scale)
         loss_fn.identity_only(identity, batch["identity"]).backward()
         grads[mode] = (model.encoder.weight.grad.clone(), model.id_head.weight.grad.clone())
     torch.testing.assert_close(grads["adversarial"][0], -grads["aux"][0])
@@ -119,7 +120,7 @@ def test_adversarial_extra_head_steps_touch_only_the_head():
                        head_steps=2)
     batch = _batches(1, 4)[0]
     before = copy.deepcopy(model.state_dict())
-    trainer._head_updates(batch["clips"], batch["identity"])
+    trainer._head_updates(batch["frames"], None, batch["identity"])
     after = model.state_dict()
     assert torch.equal(before["encoder.weight"], after["encoder.weight"])
     assert torch.equal(before["action.weight"], after["action.weight"])
@@ -167,7 +168,7 @@ def test_predict_averages_softmax_over_views():
     clips[0, 0, ..., 0] = 5.0  # video 0: view 0 says class 0 strongly,
     clips[0, 1, ..., 1] = 1.0  # view 1 says class 1 weakly -> average picks class 0
     clips[1, :, ..., 2] = 3.0
-    batch = {"clips": clips, "label": torch.tensor([0, 2]), "identity": torch.tensor([0, 1]),
+    batch = {"frames": clips, "label": torch.tensor([0, 2]), "identity": torch.tensor([0, 1]),
              "index": torch.tensor([7, 3])}
     pred = predict(_ViewModel(), [batch], torch.device("cpu"), "fp32")
     assert pred["action_topk"][:, 0].tolist() == [0, 2]

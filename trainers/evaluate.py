@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from datasets.ifns import DevicePlanes
+from datasets.device import to_device
 from trainers.distributed import DistInfo, all_gather_objects
 from trainers.precision import autocast_context
 from utils.misc import atomic_write_text
@@ -26,16 +26,15 @@ PER_CLASS_NAME = "per_class_acc.csv"
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device: torch.device,
-            precision: str, device_planes: DevicePlanes | None = None) -> dict[str, torch.Tensor]:
+            precision: str) -> dict[str, torch.Tensor]:
     """Runs the model over this rank's share of the validation set.
 
     Args:
-        model: returns (action logits [N, K], identity logits [N, P]) for clips [N, T, 3, H, W].
-        loader: batches with ``clips`` [B, V, T, 3, H, W], ``label``, ``identity`` and ``index`` [B].
+        model: returns (action logits [N, K], identity logits [N, P]) for frames [N, T, F, C, H, W].
+        loader: batches with ``frames`` [B, V, T, F, C, H, W] (or uncropped frames for
+            :func:`~datasets.device.to_device`), ``label``, ``identity`` and ``index`` [B].
         device: compute device.
         precision: autocast precision.
-        device_planes: the batches hold uint8 frames (windows [B, V, T, k + 2, H, W], or whole
-            frames) whose planes this computes on ``device``; None = they hold planes.
 
     Returns:
         CPU tensors: ``index``, ``label``, ``identity`` [M], ``action_topk`` and ``identity_topk``
@@ -46,13 +45,10 @@ def predict(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], device:
                                                              "identity_topk")}
     num_views = 0
     for batch in loader:
-        if device_planes is not None:  # uint8 frames -> planes [B, V, T, 3, H, W]
-            clips = device_planes(batch, device)
-        else:
-            clips = batch["clips"].to(device, non_blocking=True)
-        batch_size, num_views = clips.shape[:2]
+        frames = to_device(batch, device)["frames"]  # [B, V, T, F, C, H, W]
+        batch_size, num_views = frames.shape[:2]
         with autocast_context(precision, device):
-            action_logits, identity_logits = model(clips.flatten(0, 1))  # [B*V, K], [B*V, P]
+            action_logits, identity_logits = model(frames.flatten(0, 1))  # [B*V, K], [B*V, P]
         action_prob = action_logits.float().softmax(-1).view(batch_size, num_views, -1).mean(1)  # [B, K]
         identity_prob = identity_logits.float().softmax(-1).view(batch_size, num_views, -1).mean(1)  # [B, P]
         parts["action_topk"].append(action_prob.topk(min(TOPK, action_prob.shape[1]), dim=1).indices.cpu())
@@ -126,8 +122,7 @@ def compute_metrics(pred: dict[str, torch.Tensor], *, num_classes: int,
 
 def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, info: DistInfo,
              precision: str, num_classes: int, train_identities: set[int], epoch: int,
-             class_names: list[str] | None = None, output_dir: str | None = None,
-             device_planes: DevicePlanes | None = None) -> dict[str, Any]:
+             class_names: list[str] | None = None, output_dir: str | None = None) -> dict[str, Any]:
     """Evaluates on every rank's share, gathers, and (rank 0, with ``output_dir``) writes
     ``metrics.json`` and ``per_class_acc.csv``.
 
@@ -141,12 +136,11 @@ def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, inf
         epoch: completed training epochs (stored in the metrics).
         class_names: names for the CSV.
         output_dir: where rank 0 writes the files; ``None`` writes nothing.
-        device_planes: see :func:`predict`.
 
     Returns:
         The metrics (identical on every rank).
     """
-    pred = _gather(predict(model, loader, info.device, precision, device_planes), info)
+    pred = _gather(predict(model, loader, info.device, precision), info)
     metrics, per_class, counts = compute_metrics(pred, num_classes=num_classes, train_identities=train_identities)
     metrics["epoch"] = epoch
     if output_dir and info.is_main:

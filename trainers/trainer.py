@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sized
+from typing import Any, Iterable, Sized
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from yacs.config import CfgNode
 
-from datasets import build_device_planes, build_loaders, build_mixup
-from datasets.ifns import DevicePlanes
+from datasets import build_loaders, build_mixup, to_device
+from datasets.mixup import MixDraw, Mixup
 from models import build_model
 from trainers.checkpoint import (BEST_NAME, LAST_NAME, CheckpointError, FORMAT_VERSION,
                                  epoch_checkpoint_name, find_latest_checkpoint, load_checkpoint,
@@ -38,7 +38,6 @@ from utils.misc import (AverageMeter, atomic_write, capture_rng_state, format_se
 
 logger = logging.getLogger(__name__)
 
-MixupFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 BYTES_PER_MIB = 2 ** 20
 KIB_PER_MIB = 2 ** 10  # ru_maxrss is in KiB on Linux
 
@@ -87,15 +86,16 @@ class Trainer:
     scheduler advances once per optimizer step.
 
     Args:
-        model: the model, DDP-wrapped when distributed; ``model(clips, id_grad_scale=s)`` returns
-            (action logits [B, K], identity logits [B, P]).
+        model: the model, DDP-wrapped when distributed; ``model(frames, id_grad_scale=s, mix=m)``
+            returns (action logits [B, K], identity logits [B, P]).
         optimizer: the optimizer of every trainable parameter.
         scheduler: per-step LR schedule.
         loss_fn: action + privacy loss.
         device: compute device.
         precision: fp32 | bf16 | fp16.
         scaler: grad scaler (fp16 only).
-        mixup: batch mixer returning soft targets, or None.
+        mixup: draws each batch's mix (applied to the encoded clips inside the model) and soft
+            targets, or None.
         accumulation_steps: micro-batches per optimizer step.
         clip_grad: max gradient norm (0 = off).
         max_nonfinite: skipped updates tolerated before stopping (non-fp16).
@@ -105,8 +105,6 @@ class Trainer:
         print_freq: progress line every N optimizer steps.
         writer: TensorBoard writer (rank 0) or None.
         counters: the counters, updated in place.
-        device_planes: the batches hold uint8 frames (``DATA.PLANES_ON_DEVICE``) whose planes
-            this computes on the device; None = they hold planes.
     """
 
     model: nn.Module
@@ -116,7 +114,7 @@ class Trainer:
     device: torch.device
     precision: str = "fp32"
     scaler: torch.amp.GradScaler | None = None
-    mixup: MixupFn | None = None
+    mixup: Mixup | None = None
     accumulation_steps: int = 1
     clip_grad: float = 0.0
     max_nonfinite: int = 10
@@ -126,7 +124,6 @@ class Trainer:
     print_freq: int = 20
     writer: Any = None
     counters: TrainCounters = field(default_factory=TrainCounters)
-    device_planes: DevicePlanes | None = None
 
     def steps_per_epoch(self, num_batches: int) -> int:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
@@ -137,16 +134,15 @@ class Trainer:
             return self.model.no_sync()
         return contextlib.nullcontext()
 
-    def _targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.device_planes is not None:  # uint8 frames -> planes [B, T, 3, H, W]
-            clips = self.device_planes(batch, self.device)
-        else:
-            clips = batch["clips"].to(self.device, non_blocking=True)  # [B, T, 3, H, W]
-        label = batch["label"].to(self.device, non_blocking=True)
-        identity = batch["identity"].to(self.device, non_blocking=True)
-        if self.mixup is not None:
-            return self.mixup(clips, label, identity)  # soft targets [B, K], [B, P]
-        return clips, label, identity
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, MixDraw | None, torch.Tensor, torch.Tensor]:
+        """(frames for the input encoder, the batch's mix or None, action target, identity target)."""
+        batch = to_device(batch, self.device)
+        frames = batch["frames"]  # uint8 [B, T, F, C, S, S]
+        label, identity = batch["label"], batch["identity"]
+        if self.mixup is None:
+            return frames, None, label, identity
+        mix = self.mixup.draw(frames.shape[0], frames.shape[-2], frames.shape[-1], self.device)
+        return (frames, mix) + mix.targets(label, identity)  # soft targets [B, K], [B, P]
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -178,12 +174,12 @@ class Trainer:
         optimizer.step()
         return True
 
-    def _head_updates(self, clips: torch.Tensor, identity_target: torch.Tensor) -> None:
+    def _head_updates(self, frames: torch.Tensor, mix: MixDraw | None, identity_target: torch.Tensor) -> None:
         """Adversarial alternation: extra identity-head updates on the last micro-batch, with no
         gradient into the encoder (``id_grad_scale`` 0)."""
         for _ in range(self.head_steps):
             with autocast_context(self.precision, self.device):
-                action_logits, identity_logits = self.model(clips, id_grad_scale=0.0)
+                action_logits, identity_logits = self.model(frames, id_grad_scale=0.0, mix=mix)
             loss = self.loss_fn.identity_only(identity_logits, identity_target) + 0.0 * action_logits.sum()
             self._backward(loss)
             grad_norm = self._grad_norm(self.head_optimizer, 0.0)
@@ -219,13 +215,14 @@ class Trainer:
             window_start = index - index % self.accumulation_steps
             window = min(self.accumulation_steps, num_batches - window_start)
             last_in_window = index - window_start == window - 1
-            clips, action_target, identity_target = self._targets(batch)
+            frames, mix, action_target, identity_target = self._inputs(batch)
             with self._sync_context(last_in_window):
                 with autocast_context(self.precision, self.device):
-                    action_logits, identity_logits = self.model(clips, id_grad_scale=self.loss_fn.id_grad_scale)
+                    action_logits, identity_logits = self.model(frames, id_grad_scale=self.loss_fn.id_grad_scale,
+                                                                mix=mix)
                 losses = self.loss_fn(action_logits, identity_logits, action_target, identity_target)
                 self._backward(losses["loss"] / window)
-            batch_size = clips.shape[0]
+            batch_size = frames.shape[0]
             clips_seen += batch_size
             num_bad += int(batch["num_bad"].sum()) if "num_bad" in batch else 0
             loss_value = float(losses["loss"].detach())
@@ -243,7 +240,7 @@ class Trainer:
             self._handle_skip(updated, window_nonfinite, epoch)
             window_nonfinite = False
             if updated and self.head_steps and self.head_optimizer is not None:
-                self._head_updates(clips, identity_target)
+                self._head_updates(frames, mix, identity_target)
             self.scheduler.step()
             self.counters.global_step += 1
             elapsed = time.time() - start
@@ -403,7 +400,6 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
         logger.info("TRAIN.OPT_LEVEL %s (apex) mapped to torch.amp precision %s", cfg.TRAIN.OPT_LEVEL,
                     cfg.TRAIN.PRECISION)
     mixup_rng = np.random.default_rng([cfg.SEED, info.rank])
-    device_planes = build_device_planes(cfg)
     loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS, weight=cfg.TRAIN.PRIVACY_WEIGHT,
                           label_smoothing=cfg.AUG.LABEL_SMOOTH)
     trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
@@ -412,7 +408,7 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
                       mixup=build_mixup(cfg, mixup_rng), accumulation_steps=cfg.TRAIN.ACCUMULATION_STEPS,
                       clip_grad=cfg.TRAIN.CLIP_GRAD, max_nonfinite=cfg.TRAIN.MAX_NONFINITE,
                       head_optimizer=_build_head_optimizer(cfg, model), head_steps=cfg.TRAIN.ADV_STEPS - 1,
-                      world_size=info.world_size, print_freq=cfg.PRINT_FREQ, device_planes=device_planes)
+                      world_size=info.world_size, print_freq=cfg.PRINT_FREQ)
 
     resume = resolve_resume(cfg, info)
     if resume:
@@ -434,8 +430,7 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
     def run_eval(epoch: int) -> dict[str, Any]:
         metrics = evaluate(trainer.model, loaders.val, info=info, precision=cfg.TRAIN.PRECISION,
                            num_classes=len(loaders.class_names), train_identities=loaders.train_identities,
-                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT,
-                           device_planes=device_planes)
+                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT)
         logger.info("Test (epoch %d): %s", epoch, format_metrics(metrics))
         return metrics
 

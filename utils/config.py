@@ -55,12 +55,10 @@ _C.DATA.INPUT_SIZE = 224  # square crop fed to the model (pixels)
 # (tools/plane_stats.py prints them).
 _C.DATA.PLANE_MEAN = []
 _C.DATA.PLANE_STD = []
-# True: workers return uint8 frame windows; the three IFNS planes are computed on the device in
-# the train/test step (fastest with DATA.LAYOUT packed)
-_C.DATA.PLANES_ON_DEVICE = False
-# True (with PLANES_ON_DEVICE): workers return the decoded frames uncropped and the device maps the
-# luma levels, crops, resizes and flips them (bilinear; frames must shrink less than 2x to
-# INPUT_SIZE: for videos or packed stores near the input size, e.g. pack_dataset --short-side)
+# True: workers return the decoded gray frames uncropped and the device maps the luma levels,
+# crops, resizes, flips and jitters them before the input encoder (bilinear; frames must shrink
+# less than 2x to INPUT_SIZE: for videos or packed stores near the input size, e.g. pack_dataset
+# --short-side; gray encoders only). False: workers crop (OpenCV)
 _C.DATA.CROP_ON_DEVICE = False
 _C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
 _C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
@@ -157,6 +155,12 @@ _C.EVAL_FREQ = 1  # evaluate every N epochs (and after the last)
 _C.DISTRIBUTED = False  # set by the launcher's environment / --distributed
 
 
+# keys that no longer exist, and what replaced them (a config that sets one gets this line)
+_REMOVED = {
+    "DATA.PLANES_ON_DEVICE": "the input encoder (MODEL.ENCODER) always computes its input on the "
+                             "model's device from the uint8 frames of the items; delete the key",
+}
+
 _CHOICES = {
     "DATA.DATASET": ("ntu60", "ntu120"),
     "DATA.BENCHMARK": ("xsub", "xview", "xset"),
@@ -204,10 +208,21 @@ def _merge_file(cfg: CN, path: Path, seen: tuple[Path, ...] = ()) -> None:
         if base:
             _merge_file(cfg, path.parent / base, seen + (path,))
     data = {k: v for k, v in data.items() if k != "BASE"}
+    _check_removed(data, path)
     try:
         cfg.merge_from_other_cfg(CN(data))
     except (KeyError, ValueError, TypeError, AssertionError) as exc:
         raise ConfigError(f"config file {path}: {_one_line(exc)}") from None
+
+
+def _check_removed(data: dict, path: Path, prefix: str = "") -> None:
+    """Raises ConfigError for a key of :data:`_REMOVED` anywhere in the nested ``data``."""
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if full in _REMOVED:
+            raise ConfigError(f"config file {path}: {full} was removed: {_REMOVED[full]}")
+        if isinstance(value, dict):
+            _check_removed(value, path, full + ".")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -227,6 +242,8 @@ def _merge_opts(cfg: CN, opts: Sequence[str]) -> None:
 
 
 def _check_key(cfg: CN, key: str) -> None:
+    if key in _REMOVED:
+        raise ConfigError(f"--opts {key} was removed: {_REMOVED[key]}")
     node = cfg
     for part in key.split("."):
         if not isinstance(node, CN) or part not in node:
@@ -272,11 +289,9 @@ def _validate(cfg: CN) -> None:
     if (mean or std) and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         raise ConfigError(f"DATA.PLANE_MEAN and DATA.PLANE_STD need 3 values each (std > 0) or both "
                           f"empty, got {list(mean)} and {list(std)}")
-    if cfg.DATA.PLANES_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
-        raise ConfigError("DATA.PLANES_ON_DEVICE True needs MODEL.ENCODER ifns and a DATA.LAYOUT with "
-                          "frames (video, frames or packed); set it False")
-    if cfg.DATA.CROP_ON_DEVICE and not cfg.DATA.PLANES_ON_DEVICE:
-        raise ConfigError("DATA.CROP_ON_DEVICE True needs DATA.PLANES_ON_DEVICE True; set both or neither")
+    if cfg.DATA.CROP_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
+        raise ConfigError("DATA.CROP_ON_DEVICE True needs MODEL.ENCODER ifns (gray frames) and a "
+                          "DATA.LAYOUT with frames (video, frames or packed); set it False")
 
 
 def resolve_path(path: str) -> str:

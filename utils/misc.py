@@ -10,6 +10,8 @@ from typing import IO, Any, Callable
 import numpy as np
 import torch
 
+PIXEL_MAX = 255.0  # the top of the uint8 pixel scale (the project's one definition)
+
 
 def seed_everything(seed: int) -> None:
     """Seeds python, numpy and torch (all devices).
