@@ -1,16 +1,30 @@
-"""Baseline input encoders: BDQ math (blur kernel, quantiser, gradients), downsampling, shapes."""
+"""Baseline input encoders: BDQ math (blur kernel, quantiser, gradients), downsampling, RGB items,
+the config builder."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from models.encoders import (BDQEncoder, DownsampleEncoder, RGBEncoder, build_input_encoder,
-                             gaussian_kernel, soft_quantize)
+import models
+from datasets.items import ItemBuilder
+from models.bdq import BDQEncoder, gaussian_kernel, soft_quantize
+from models.encoders import CLIP_MEAN, CLIP_STD, DownsampleEncoder, RGBEncoder, clip_normalize
+from models.ifns import IFNSEncoder
+from utils.config import load_config
+from utils.errors import UserError
 
 
 def _pairs(b: int = 2, t: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:
+    """float CLIP-normalised-like RGB pairs [B, T, 2, 3, S, S]."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(b, t, 2, 3, size, size, generator=gen)
+
+
+def _frames(b: int = 2, t: int = 3, f: int = 2, size: int = 8, seed: int = 0) -> torch.Tensor:
+    """uint8 RGB frames [B, T, F, 3, S, S]."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, f, 3, size, size), dtype=torch.uint8, generator=gen)
 
 
 @pytest.mark.parametrize("sigma", [0.1, 0.5, 1.0, 2.7, 50.0])
@@ -48,9 +62,9 @@ def test_quantiser_limits_and_steps():
 
 
 def test_bdq_output_range_shape_and_gradients():
-    enc = BDQEncoder()
+    enc = BDQEncoder(stride=4)
     frames = _pairs().requires_grad_(True)
-    out = enc(frames)
+    out = enc.encode_pairs(frames)
     assert out.shape == (2, 3, 3, 8, 8)
     assert out.min() > -1 and out.max() < 1
     out.square().sum().backward()
@@ -61,39 +75,50 @@ def test_bdq_output_range_shape_and_gradients():
 def test_bdq_difference_cancels_static_scene():
     frames = _pairs(t=2)
     frames[:, :, 0] = frames[:, :, 1]  # nothing moved
-    out = BDQEncoder()(frames)
+    out = BDQEncoder(stride=4).encode_pairs(frames)
     assert torch.allclose(out, torch.full_like(out, out.flatten()[0].item()))
 
 
 def test_bdq_init_matches_paper():
-    enc = BDQEncoder()
+    enc = BDQEncoder(stride=4)
     assert torch.equal(enc.bins.detach(), torch.arange(15, dtype=torch.float32) + 0.5)
     assert enc.hardness == 5.0 and enc.window == 5
+    assert enc.request.offsets == (-4, 0) and not enc.request.gray
+    frames = _frames()
+    torch.testing.assert_close(enc(frames), enc.encode_pairs(clip_normalize(frames)))
 
 
 def test_downsample_equals_upsampled_low_res():
     size = 4
-    frames = _pairs(size=16)
+    frames = _frames(f=1, size=16)
     out = DownsampleEncoder(size)(frames)
-    low = frames[:, :, 1].reshape(-1, 3, 4, 4, 4, 4).mean(dim=(3, 5))  # 4x4 block means
+    low = clip_normalize(frames[:, :, 0]).reshape(-1, 3, 4, 4, 4, 4).mean(dim=(3, 5))  # 4x4 block means
     up = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
     assert torch.allclose(out.reshape(-1, 3, 16, 16), up, atol=1e-6)
     # a pattern at the full-res Nyquist frequency vanishes entirely
-    stripes = torch.ones(16) * torch.tensor([1.0, -1.0]).repeat(8)[None, :]
-    frames = stripes.expand(1, 1, 2, 3, 16, 16).clone()
-    assert DownsampleEncoder(size)(frames).abs().max() < 1e-6
+    stripes = torch.ones(16) * torch.tensor([0, 255], dtype=torch.uint8).repeat(8)[None, :]
+    frames = stripes.to(torch.uint8).expand(1, 1, 1, 3, 16, 16).clone()
+    mean = clip_normalize(torch.full((1, 3, 1, 1), 127.5))  # the stripes' mean, normalised
+    torch.testing.assert_close(DownsampleEncoder(size)(frames)[0, 0], mean[0].expand(3, 16, 16))
 
 
 def test_rgb_and_builder():
-    frames = _pairs()
-    assert torch.equal(RGBEncoder()(frames), frames[:, :, 1])
-    assert build_input_encoder("ifns") is None
-    assert isinstance(build_input_encoder("downsample", downsample_size=4), DownsampleEncoder)
-    assert isinstance(build_input_encoder("bdq"), BDQEncoder)
-    with pytest.raises(ValueError):
-        build_input_encoder("nope")
+    frames = _frames(f=1)
+    expected = (frames[:, :, 0].double() / 255 - torch.tensor(CLIP_MEAN, dtype=torch.double)[:, None, None]) \
+        / torch.tensor(CLIP_STD, dtype=torch.double)[:, None, None]
+    torch.testing.assert_close(RGBEncoder()(frames).double(), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError):
         RGBEncoder()(frames[:, :, 0])
+
+    def build(*opts):
+        return models.build_input_encoder(load_config(None, ["DATA.FD_STRIDE", "3", *opts]))
+
+    assert isinstance(build(), IFNSEncoder) and build().request.offsets == (-4, -3, -2, -1, 0)
+    assert isinstance(build("MODEL.ENCODER", "downsample"), DownsampleEncoder)
+    assert build("MODEL.ENCODER", "bdq").request.offsets == (-3, 0)
+    assert build("DATA.LAYOUT", "precomputed").request.planes
+    with pytest.raises(UserError, match="precomputed"):
+        build("MODEL.ENCODER", "rgb", "DATA.LAYOUT", "precomputed")
 
 
 def test_gradient_reversal_flips_encoder_gradient_only():
@@ -106,8 +131,8 @@ def test_gradient_reversal_flips_encoder_gradient_only():
     grads = {}
     for scale in (1.0, -0.5):
         torch.manual_seed(0)
-        enc, head = BDQEncoder(), torch.nn.Linear(3, 2)
-        feature = enc(frames).mean(dim=(1, 3, 4))  # [B, 3]
+        enc, head = BDQEncoder(stride=4), torch.nn.Linear(3, 2)
+        feature = enc.encode_pairs(frames).mean(dim=(1, 3, 4))  # [B, 3]
         loss = torch.nn.functional.cross_entropy(head(scale_grad(feature, scale)), labels)
         loss.backward()
         grads[scale] = (enc.sigma.grad.clone(), enc.bins.grad.clone(), head.weight.grad.clone())
@@ -116,28 +141,37 @@ def test_gradient_reversal_flips_encoder_gradient_only():
     assert torch.allclose(h_neg, h_pos)
 
 
-def test_rgb_pairs_for_the_dataset():
-    """Pairs (t - k, t) are clamped to the clip, CLIP-normalised, one decode serves every view."""
-    import numpy as np
-
-    from datasets.ifns import CLIP_MEAN, CLIP_STD
-    from datasets.rgb_input import pair_frames, rgb_pair_views
-    from datasets.transforms import CropBox
-
-    frame_ids, positions = pair_frames(np.array([[1, 5], [2, 6]]), stride=4, num_frames=7)
-    assert frame_ids.tolist() == [0, 1, 2, 5, 6]
-    assert frame_ids[positions].tolist() == [[[0, 1], [1, 5]], [[0, 2], [2, 6]]]
+def test_rgb_pair_items_for_the_dataset():
+    """Pairs (t - k, t) are clamped to the clip, one decode serves every view, channels first."""
+    reads = []
 
     class Clip:
         num_frames = 7
 
         def read(self, ids, gray):
             assert not gray
+            reads.append(list(ids))
             return np.stack([np.full((4, 6, 3), 10 * i, dtype=np.uint8) for i in ids])
 
-    views = rgb_pair_views(Clip(), np.array([[1, 5], [2, 6]]), stride=4, size=4, lps_level=0,
-                           make_boxes=lambda h, w: [CropBox(0, 0, 4, 4), CropBox(0, 2, 4, 4)],
-                           jitter=None, rng=np.random.default_rng(0))
-    assert len(views) == 4 and views[0].shape == (2, 2, 3, 4, 4)
-    expected = (10 * np.array([[0, 1], [1, 5]])[..., None] / 255.0 - np.array(CLIP_MEAN)) / np.array(CLIP_STD)
-    assert np.allclose(views[0][:, :, :, 0, 0], expected, atol=1e-5)
+    builder = ItemBuilder(BDQEncoder(stride=4).request, 4, train=False, num_crop=3)
+    frames = builder(Clip(), np.array([[1, 5], [2, 6]]), np.random.default_rng(0))["frames"]
+    assert reads == [[0, 1, 2, 5, 6]]
+    assert frames.shape == (6, 2, 2, 3, 4, 4) and frames.dtype == np.uint8  # [V, T, F, C, S, S]
+    assert frames[0, :, :, 0, 0, 0].tolist() == [[0, 10], [10, 50]]
+    assert frames[3, :, :, 0, 0, 0].tolist() == [[0, 20], [20, 60]]
+
+
+def test_gray_scale_augmentation_of_rgb_items():
+    class Clip:
+        num_frames = 3
+
+        def read(self, ids, gray):
+            colours = np.array([200, 100, 50], np.uint8)
+            return np.broadcast_to(colours, (len(ids), 8, 8, 3)).copy()
+
+    always = ItemBuilder(RGBEncoder.request, 8, train=True, gray_scale=1.0)
+    never = ItemBuilder(RGBEncoder.request, 8, train=True, gray_scale=0.0)
+    gray = always(Clip(), np.array([[1, 2]]), np.random.default_rng(0))["frames"]
+    colour = never(Clip(), np.array([[1, 2]]), np.random.default_rng(0))["frames"]
+    luma = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    assert (gray == luma).all() and colour[0, 0, :, 0, 0].tolist() == [200, 100, 50]

@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from datasets.dataset import ClipDataset
+from datasets.items import ItemBuilder
 from datasets.packed import INDEX_FILE, PackedClip, PackedOpener, PackedStore, PackedStoreError, PackedWriter
 from datasets.readers import FrameFolderClip
+from datasets.sampling import FrameSampler
+from models.ifns import IFNSEncoder
 from tools import pack_dataset
 from utils.config import load_config
 
@@ -73,9 +76,10 @@ def test_dataset_over_packed_equals_frames(packed):
     cfg = load_config(None, _opts(frames))
 
     def dataset(opener, train):
-        return ClipDataset(names=NAMES, opener=opener, train=train, num_frames=4, fd_stride=2,
-                           input_size=16, scales=[1.0, 0.875], flip=True, color_jitter=0.8,
-                           num_clip=2, num_crop=3, seed=cfg.SEED, lps_level=0, skip_bad=False)
+        builder = ItemBuilder(IFNSEncoder(2).request, 16, train=train, scales=(1.0, 0.875), flip=True,
+                              color_jitter=0.8, num_crop=3)
+        return ClipDataset(names=NAMES, opener=opener, sampler=FrameSampler(4, train=train, num_clip=2),
+                           builder=builder, seed=cfg.SEED)
 
     def open_frames(name):
         return FrameFolderClip(frames / name, name)
@@ -84,7 +88,8 @@ def test_dataset_over_packed_equals_frames(packed):
         a, b = dataset(open_frames, train), dataset(PackedOpener(out), train)
         for index in range(len(NAMES)):
             # same uint8 gray frames in, same pipeline: identical clips
-            np.testing.assert_array_equal(a.load(index, epoch=3), b.load(index, epoch=3))
+            np.testing.assert_array_equal(a.load_item(index, epoch=3)["frames"],
+                                          b.load_item(index, epoch=3)["frames"])
 
 
 def _checksums(store: PackedStore) -> list[int]:
@@ -155,12 +160,11 @@ def test_pack_tool_short_side_stores_frames_at_training_resolution(tmp_path):
 
 def test_crop_on_device_items_of_a_packed_store_are_writable_copies(packed):
     frames, out = packed
-    common = dict(names=NAMES, train=False, num_frames=4, fd_stride=2, input_size=16, scales=[1.0],
-                  flip=False, color_jitter=0.0, num_clip=2, num_crop=3, seed=0, lps_level=0,
-                  skip_bad=False, planes_on_device=True, crop_on_device=True)
+    common = dict(names=NAMES, sampler=FrameSampler(4, train=False, num_clip=2), seed=0,
+                  builder=ItemBuilder(IFNSEncoder(2).request, 16, train=False, num_crop=3, crop_on_device=True))
     packed_ds = ClipDataset(opener=PackedOpener(out), **common)
     frames_ds = ClipDataset(opener=lambda name: FrameFolderClip(frames / name, name), **common)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns on a read-only (memory-mapped) array
         item = packed_ds[0]
-    assert torch.equal(item["clips"], frames_ds[0]["clips"])
+    assert torch.equal(item["frames"], frames_ds[0]["frames"])

@@ -16,8 +16,12 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from datasets.ifns import PIXEL_MAX, PLANES
+import torch
+
 from datasets.loader import build_datasets
+from models import build_input_encoder
+from models.ifns import PLANES, IFNSEncoder
+from utils.misc import PIXEL_MAX
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
 
@@ -25,11 +29,12 @@ DEFAULT_CLIPS = 256
 DIGITS = 4  # decimals printed
 
 
-def plane_stats(dataset, clips: int) -> tuple[list[float], list[float]]:
+def plane_stats(dataset, encoder: IFNSEncoder, clips: int) -> tuple[list[float], list[float]]:
     """Mean and std per plane, on the 0..1 scale, over ``clips`` items of ``dataset``.
 
     Args:
-        dataset: a :class:`~datasets.dataset.ClipDataset` of IFNS planes.
+        dataset: a :class:`~datasets.dataset.ClipDataset` of the encoder's frames.
+        encoder: the IFNS encoder whose planes are measured (before its normalisation).
         clips: items read, spread evenly over the dataset (all of them when it is smaller).
     """
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(clips, len(dataset))).round().astype(int))
@@ -37,8 +42,9 @@ def plane_stats(dataset, clips: int) -> tuple[list[float], list[float]]:
     total_sq = np.zeros(PLANES)
     count = 0
     for index in tqdm(indices, desc="plane statistics", unit="clip"):
-        planes = dataset.plane_norm.inverse(dataset.load(int(index))) / PIXEL_MAX  # [..., 3, S, S]
-        per_plane = np.moveaxis(planes, -3, 0).reshape(PLANES, -1).astype(np.float64)
+        frames = torch.from_numpy(dataset.load_item(int(index))["frames"])  # [(V,) T, F, 1, S, S]
+        planes = encoder.planes(frames.reshape((-1,) + frames.shape[-4:])[None]) / PIXEL_MAX  # [1, T', 3, S, S]
+        per_plane = planes[0].transpose(0, 1).reshape(PLANES, -1).double().numpy()
         total += per_plane.sum(axis=1)
         total_sq += (per_plane ** 2).sum(axis=1)
         count += per_plane.shape[1]
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.MODEL.ENCODER != "ifns":
             raise UserError(f"MODEL.ENCODER {cfg.MODEL.ENCODER} reads RGB frames, not IFNS planes; "
                             "plane statistics apply to MODEL.ENCODER ifns")
-        mean, std = plane_stats(build_datasets(cfg).train, args.clips)
+        mean, std = plane_stats(build_datasets(cfg, crop_on_device=False).train, build_input_encoder(cfg),
+                                args.clips)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE

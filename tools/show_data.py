@@ -3,8 +3,9 @@
 Usage: python tools/show_data.py --config CFG [--opts KEY VALUE ...] --out FILE.png
 
 The picture has one column per sampled frame and the rows: the raw frame (when the synthetic raw
-copy exists), the frame the model reads (LPS-degraded), and the three IFNS planes fd(t-1), fd(t)
-and avg(t) after cropping (the first test view of the first validation video).
+copy exists), the frame the model reads (LPS-degraded), and the input encoder's three channels
+(for IFNS the planes fd(t-1), fd(t) and avg(t)) after cropping (the first test view of the first
+validation video).
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from yacs.config import CfgNode
 
 from datasets.dataset import sample_rng
 from datasets.loader import SYNTHETIC_FOLDERS, SYNTHETIC_VIDEO_EXT, DataSplits, build_datasets
-from datasets.lps import simulate_lps
-from datasets.readers import FrameFolderClip, VideoClip
+from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.packed import PackedClip
+from models import build_input_encoder
+from models.ifns import IFNSEncoder
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
+from utils.misc import PIXEL_MAX
 
 PLANE_NAMES = ("fd(t-1)", "fd(t)", "avg(t)")
 PANEL_INCHES = 1.4
-PIXEL_MAX = 255.0
 SAMPLE_INDEX = 0
 
 
@@ -54,22 +57,26 @@ def draw_sample(splits: DataSplits, cfg: CfgNode, out: Path) -> list[str]:
 
     dataset = splits.val
     name = dataset.names[SAMPLE_INDEX]
+    rng = sample_rng(dataset.seed, 0, SAMPLE_INDEX)  # the item's draws, in the dataset's order
     clip = dataset.opener(name)
-    indices = dataset.frame_indices(clip.num_frames, sample_rng(dataset.seed, 0, SAMPLE_INDEX))[0]
-    planes = dataset.plane_norm.inverse(dataset.load(SAMPLE_INDEX)[0])  # first view: [T, 3, S, S]
+    indices = dataset.sampler(clip.num_frames, rng)[0]
+    clip = dataset.wrap(clip, rng)  # the film simulation of the item, with its noise
+    frames = torch.from_numpy(dataset.load_item(SAMPLE_INDEX)["frames"][:1])  # first view [1, T, F, C, S, S]
+    encoder = build_input_encoder(cfg)
+    ifns = isinstance(encoder, IFNSEncoder)
+    model_input = encoder.planes(frames) if ifns else encoder(frames)  # [1, T, 3, S, S]
     rows: list[tuple[str, list[np.ndarray]]] = []
     raw = _raw_frames(splits, cfg.DATA.LAYOUT, name, indices)
     if raw is not None:
         rows.append(("raw", list(raw)))
-    if isinstance(clip, (VideoClip, FrameFolderClip)):
-        seen = clip.read(indices, gray=False)
-        if cfg.LPS.LEVEL > 0:
-            degraded = simulate_lps(torch.from_numpy(seen).permute(0, 3, 1, 2), cfg.LPS.LEVEL,
-                                    torch.Generator().manual_seed(cfg.SEED))
-            seen = degraded.permute(0, 2, 3, 1).numpy()
-        rows.append(("LPS", list(seen)))
-    for p, plane_name in enumerate(PLANE_NAMES):
-        rows.append((plane_name, [np.clip(planes[t, p], 0, PIXEL_MAX) for t in range(len(indices))]))
+    if not isinstance(clip, PrecomputedClip):  # a packed store holds gray frames only
+        rows.append(("LPS", list(clip.read(indices, gray=isinstance(clip, PackedClip)))))
+    names = PLANE_NAMES if ifns else tuple(f"{cfg.MODEL.ENCODER} {c}" for c in "RGB")
+    for p, plane_name in enumerate(names):
+        images = model_input[0, :, p].numpy()
+        if not ifns:  # normalised values: shown on their own range
+            images = (images - images.min()) / max(float(np.ptp(images)), 1e-6) * PIXEL_MAX
+        rows.append((plane_name, [np.clip(image, 0, PIXEL_MAX) for image in images]))
     fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
                              figsize=(PANEL_INCHES * len(indices), PANEL_INCHES * len(rows)))
     for r, (row_name, images) in enumerate(rows):
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.opts)
-        splits = build_datasets(cfg)
+        splits = build_datasets(cfg, crop_on_device=False)
         identities = set(splits.train.identities) | set(splits.val.identities)
         print(json.dumps({"train_videos": len(splits.train), "val_videos": len(splits.val),
                           "classes": len(splits.class_names), "identities": len(identities)}))
