@@ -1,4 +1,5 @@
-"""IFNS stem and the CFSA vision transformer (CLIP ViT with cross-frame message tokens).
+"""The vision tower: IFNS stem (plane mix and patch embedding) and the CFSA transformer
+(:mod:`models.cfsa`, CLIP ViT blocks with cross-frame message tokens).
 
 Parameter names are those of the original release (``visual.conv0``, ``visual.conv1``,
 ``visual.transformer.resblocks.{i}.message_fc`` ...), so CLIP weights and original checkpoints
@@ -9,79 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from models.attention import Attention
-from models.clip import Mlp, drop_path_or_identity
+from models.cfsa import CFSATransformer
 
 IFNS_PLANES = 3  # fd(t-1), fd(t), avg(t)
 NEW_MODULE_STD = 0.02  # truncated-normal std of layers trained from scratch
-
-
-class CFSABlock(nn.Module):
-    """Cross-Frame Semantic Aggregator block (DESIGN section 2.2).
-
-    Each frame's class token becomes a message; messages attend across the frames of their clip;
-    each frame's tokens then attend over themselves plus their frame's message token.
-
-    Args:
-        width: token width d.
-        heads: attention heads (d // 64).
-        drop_path: stochastic depth rate of the residual branches.
-        backend: attention backend.
-    """
-
-    def __init__(self, width: int, heads: int, *, drop_path: float = 0.0, backend: str = "sdpa") -> None:
-        super().__init__()
-        self.message_fc = nn.Linear(width, width)
-        self.message_ln = nn.LayerNorm(width)
-        self.message_attn = Attention(width, heads, backend=backend)
-        self.attn = Attention(width, heads, backend=backend)
-        self.ln_1 = nn.LayerNorm(width)
-        self.mlp = Mlp(width)
-        self.ln_2 = nn.LayerNorm(width)
-        self.drop_path = drop_path_or_identity(drop_path)
-
-    def message_modules(self) -> list[nn.Module]:
-        """The modules CFSA adds to a CLIP block (trained from scratch)."""
-        return [self.message_fc, self.message_ln, self.message_attn]
-
-    def forward(self, x: Tensor, num_frames: int) -> Tensor:
-        """x [B*T, L, d] with the T frames of a clip consecutive -> [B*T, L, d]."""
-        frames, _, width = x.shape
-        msg = self.message_fc(x[:, 0]).view(frames // num_frames, num_frames, width)  # [B, T, d]
-        msg = msg + self.drop_path(self.message_attn(self.message_ln(msg)))
-        msg = msg.reshape(frames, 1, width)  # one message token per frame
-        x = x + self.drop_path(self.attn(self.ln_1(x), extra=self.ln_1(msg)))
-        return x + self.drop_path(self.mlp(self.ln_2(x)))
-
-
-class CFSATransformer(nn.Module):
-    """The stack of CFSA blocks under the CLIP name ``resblocks``.
-
-    Args:
-        width: token width d.
-        layers: blocks.
-        heads: attention heads.
-        drop_path_rate: stochastic depth of the last block (linear from 0 over depth).
-        backend: attention backend.
-    """
-
-    def __init__(self, width: int, layers: int, heads: int, *, drop_path_rate: float = 0.0,
-                 backend: str = "sdpa") -> None:
-        super().__init__()
-        rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
-        self.resblocks = nn.ModuleList(
-            CFSABlock(width, heads, drop_path=rate, backend=backend) for rate in rates)
-        self.grad_checkpointing = False
-
-    def forward(self, x: Tensor, num_frames: int) -> Tensor:
-        for block in self.resblocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, num_frames, use_reentrant=False)
-            else:
-                x = block(x, num_frames)
-        return x
 
 
 class VisionTransformer(nn.Module):

@@ -7,7 +7,7 @@ import pytest
 
 from datasets.sampling import eval_indices
 from datasets.sampling import train_indices
-from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize, draw_jitter,
+from datasets.transforms import (CropBox, Jitter, apply_jitter, crop_resize,
                                  eval_crop_boxes, train_crop_box)
 
 
