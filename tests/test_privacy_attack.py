@@ -1,20 +1,29 @@
-"""Privacy attack: the attacker split, top-k and frame averaging, and a tiny end-to-end run."""
+"""Privacy attack: the attacker split, top-k and frame averaging, the views read through the shared
+data path (frames, restored frames, encoder planes on a packed store, BDQ parameters from a
+checkpoint), and tiny end-to-end runs."""
 from __future__ import annotations
 
 import csv
 import itertools
 import json
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from datasets.ntu import parse_name
+from datasets import FrameFolderClip, Restoration, build_datasets, parse_name
+from datasets.packed import PackedWriter
+from models import build_model
+from models.bdq import BDQEncoder
+from models.encoders import RGBEncoder, clip_normalize
 from tools import privacy_attack, tradeoff
-from tools.privacy_attack import (build_attacker, split_by_replication, topk_accuracy,
-                                  train_attacker, video_probabilities)
+from tools.privacy_attack import (CPU, AttackError, attacker_dataset, build_attacker, build_views,
+                                  split_by_replication, topk_accuracy, train_attacker, video_probabilities)
+from trainers.checkpoint import FORMAT_VERSION
+from utils.config import load_config
 
 PERFORMER_COLOURS = ((230, 40, 40), (40, 230, 40), (40, 40, 230))
 
@@ -82,15 +91,111 @@ def _write_dataset(root):
             cv2.imwrite(str(folder / f"{t:05d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
+def _opts(root):
+    return ["DATA.ROOT", str(root), "DATA.SYNTHETIC.ENABLED", "False", "DATA.INPUT_SIZE", "16",
+            "DATA.NUM_FRAMES", "3", "DATA.FD_STRIDE", "1", "DATA.NUM_WORKERS", "0", "TRAIN.BATCH_SIZE", "2"]
+
+
+def _pack(frames_root, out):
+    """A packed store of the gray frames of every folder under ``frames_root``."""
+    with PackedWriter(out) as writer:
+        for folder in sorted(frames_root.iterdir()):
+            clip = FrameFolderClip(folder, folder.name)
+            writer.add(folder.name, clip.read(np.arange(clip.num_frames), gray=True))
+    return ["DATA.LAYOUT", "packed", "DATA.PACKED_ROOT", str(out)]
+
+
+def _args(*extra):
+    return privacy_attack.parse_args(["--output", "unused", "--batch-size", "5", *extra])
+
+
+def test_views_are_the_shared_items_one_centre_view(tmp_path):
+    """--target frames: frame t of the RGB request, CLIP-normalised, one view (the test sampler's
+    segment centres and centre crop, whatever TEST.NUM_CLIP); --restore wraps the same items."""
+    _write_dataset(tmp_path / "data")
+    cfg = load_config(None, _opts(tmp_path / "data") + ["TEST.NUM_CLIP", "2", "LPS.LEVEL", "1"])
+    split, x_train, y_train, x_test, y_test = build_views(cfg, _args(), CPU)
+    assert x_train.shape == (12, 3, 3, 16, 16) and x_test.shape == (12, 3, 3, 16, 16)
+    assert y_test.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # compact labels, in split order
+    splits = build_datasets(cfg, request=RGBEncoder.request)
+    for names, x in ((split.train, x_train), (split.test, x_test)):
+        dataset = attacker_dataset(splits.val, names)
+        for i in (0, len(names) - 1):
+            frames = dataset.load_item(i)["frames"]  # [1, T, 1, 3, S, S]
+            assert frames.shape == (1, 3, 1, 3, 16, 16)
+            torch.testing.assert_close(x[i], clip_normalize(torch.from_numpy(frames[0, :, 0])))
+    restored = build_views(cfg, _args("--restore", "wiener"), CPU)[1]
+    dataset = attacker_dataset(build_datasets(cfg, request=RGBEncoder.request,
+                                              restoration=Restoration("wiener", 1, 1e-2, 30)).val, split.train)
+    torch.testing.assert_close(restored[0], clip_normalize(torch.from_numpy(dataset.load_item(0)["frames"][0, :, 0])))
+    assert not torch.equal(restored, x_train)
+
+
+def test_planes_on_a_packed_store_equal_the_frames_layout(tmp_path):
+    """--target planes reads the encoder's own items: on a packed store (gray frames only, which
+    the old RGB-decoding tool could not read) the IFNS planes equal those of the frame folders."""
+    _write_dataset(tmp_path / "data")
+    frames_cfg = load_config(None, _opts(tmp_path / "data"))
+    packed_cfg = load_config(None, _opts(tmp_path / "data") + _pack(tmp_path / "data", tmp_path / "packed"))
+    want = build_views(frames_cfg, _args("--target", "planes"), CPU)
+    got = build_views(packed_cfg, _args("--target", "planes"), CPU)
+    assert got[1].shape == (12, 3, 3, 16, 16)
+    for a, b in zip(want[1:], got[1:]):
+        assert torch.equal(a, b)
+    with pytest.raises(AttackError, match="--target frames"):
+        build_views(packed_cfg, _args(), CPU)
+
+
+def test_end_to_end_planes_on_packed_store(tmp_path):
+    _write_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    opts = _opts(tmp_path / "data") + _pack(tmp_path / "data", tmp_path / "packed")
+    assert privacy_attack.main(["--output", str(out), "--epochs", "1", "--target", "planes",
+                                "--opts", *opts]) == 0
+    result = json.loads((out / "privacy.json").read_text())
+    assert result["videos"] == 12 and result["train_videos"] == 12 and result["identities"] == 3
+    assert privacy_attack.main(["--output", str(tmp_path / "frames"), "--opts", *opts]) == 2
+
+
+def test_bdq_planes_use_the_checkpoint_encoder(tmp_path):
+    """BDQ's sigma and bins come from the ``input_encoder.`` entries of the checkpoint's model."""
+    cfg = load_config(None, _opts(tmp_path) + ["MODEL.ENCODER", "bdq"])
+    trained = BDQEncoder(1, sigma=2.5)
+    state = {f"input_encoder.{k}": v for k, v in trained.state_dict().items()}
+    encoder = privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
+    assert encoder.sigma.item() == 2.5 and torch.equal(encoder.bins, trained.bins)
+    assert privacy_attack._planes_view(cfg, None, "").sigma.item() == BDQEncoder(1).sigma.item()
+    with pytest.raises(AttackError, match="do not fit MODEL.ENCODER bdq"):
+        privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
+
+
+def test_features_are_the_frozen_models_encode_video(tmp_path):
+    _write_dataset(tmp_path / "data")
+    cfg = load_config(None, _opts(tmp_path / "data"))
+    torch.manual_seed(0)
+    model = build_model(cfg, build_datasets(cfg).class_names).eval()
+    torch.save({"format_version": FORMAT_VERSION, "model": model.state_dict()}, tmp_path / "last.pth")
+    with pytest.raises(AttackError, match="--resume"):
+        build_views(cfg, _args("--target", "features"), CPU)
+    split, x_train, _, x_test, _ = build_views(cfg, _args("--target", "features", "--resume",
+                                                          str(tmp_path / "last.pth")), CPU)
+    assert x_train.shape == (12, model.visual.proj.shape[1]) and x_test.shape == x_train.shape
+    frames = attacker_dataset(build_datasets(cfg).val, split.test).load_item(5)["frames"]  # [1, T, F, 1, S, S]
+    with torch.no_grad():
+        torch.testing.assert_close(x_test[5], model.encode_video(torch.from_numpy(frames))[0])
+    out = tmp_path / "out"
+    assert privacy_attack.main(["--output", str(out), "--target", "features", "--attacker", "linear",
+                                "--epochs", "2", "--resume", str(tmp_path / "last.pth"),
+                                "--opts", *_opts(tmp_path / "data")]) == 0
+    assert json.loads((out / "privacy.json").read_text())["target"] == "features"
+
+
 @pytest.mark.parametrize("extra", [[], ["--restore", "wiener", "--level", "1", "--target", "planes"]])
 def test_end_to_end_writes_privacy_json(tmp_path, extra):
     _write_dataset(tmp_path / "data")
     out = tmp_path / "out"
-    opts = ["DATA.ROOT", str(tmp_path / "data"), "DATA.SYNTHETIC.ENABLED", "False",
-            "DATA.INPUT_SIZE", "16", "DATA.NUM_FRAMES", "3", "DATA.FD_STRIDE", "1",
-            "DATA.NUM_WORKERS", "0", "TRAIN.BATCH_SIZE", "2"]
     rc = privacy_attack.main(["--output", str(out), "--epochs", "1", "--batch-size", "16",
-                              *extra, "--opts", *opts])
+                              *extra, "--opts", *_opts(tmp_path / "data")])
     assert rc == 0
     result = json.loads((out / "privacy.json").read_text())
     assert result["videos"] == 12 and result["train_videos"] == 12 and result["identities"] == 3
@@ -129,3 +234,34 @@ def test_tradeoff_collect_writes_table_and_plot(tmp_path):
     assert "| ifns | 2 | none | 80.0 | 50.0 | 20.0 | 99.0 | 10.0 |" in (tmp_path / "tradeoff.md").read_text()
     assert (tmp_path / "tradeoff.png").stat().st_size > 0
     assert tradeoff.main(["--output", str(tmp_path), "--collect", "--encoders", "nope"]) == 2
+
+
+def test_tradeoff_grid_trains_every_encoder_and_attacks_with_its_checkpoint(tmp_path, monkeypatch):
+    """Every MODEL.ENCODER cell is trained (no model is built to check its wiring), its planes are
+    attacked with its checkpoint, and the frames once per level without and with restoration."""
+    attacks = []
+
+    def train(config, run_dir, opts):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"acc1": 50.0, "id_acc1": 40.0}))
+        (run_dir / "last.pth").write_bytes(b"")
+        return True
+
+    def attack(argv):
+        attacks.append(argv)
+        out = Path(argv[argv.index("--output") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "privacy.json").write_text(json.dumps({"id_acc1": 30.0, "id_acc5": 90.0, "chance": 10.0}))
+        return 0
+
+    monkeypatch.setattr(tradeoff, "train_cell", train)
+    monkeypatch.setattr(privacy_attack, "main", attack)
+    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--quick"]) == 0
+    with open(tmp_path / "tradeoff.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["encoder"] for r in rows] == ["ifns", "rgb", "downsample", "bdq", "camera frames", "camera frames"]
+    assert all(float(r["acc1"]) == 50.0 for r in rows[:4]) and not any(r["note"] for r in rows)
+    planes = [a for a in attacks if "planes" in a]
+    assert [a[a.index("--resume") + 1] for a in planes] == [
+        str(tmp_path / f"{e}_l2" / "last.pth") for e in ("ifns", "rgb", "downsample", "bdq")]
+    assert [a[a.index("--restore") + 1] for a in attacks if "frames" in a] == ["none", "wiener"]

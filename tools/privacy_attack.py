@@ -3,22 +3,24 @@
 The adversary gets one of three things and trains a NEW identity classifier on it:
 
 - ``--target frames``: the degraded frames the sealed camera records (the data copy the config
-  reads: the LPS copy of the synthetic set, plus ``LPS.LEVEL`` on-the-fly film). Optionally
-  restored first by deconvolution with the known film PSF (``--restore wiener|richardson_lucy``).
-- ``--target planes``: the model input: the IFNS planes for ``MODEL.ENCODER ifns``, else the
-  baseline encoder's output (rgb / downsample / BDQ; BDQ's learned blur and bins come from
-  ``--resume`` when given).
-- ``--target features``: the frozen trained encoder's video features (``--resume`` required).
+  reads, plus ``LPS.LEVEL`` on-the-fly film): frame t of the RGB request, CLIP-normalised;
+  optionally restored first with the known film PSF (``--restore wiener|richardson_lucy``).
+- ``--target planes``: the model input: the configured input encoder (``MODEL.ENCODER``) on its
+  own items, on every layout it reads (packed and precomputed too); BDQ's learned blur and bins
+  come from ``--resume`` when given.
+- ``--target features``: the frozen trained model's ``encode_video`` (``--resume`` required).
 
-Frame and plane attackers are timm image models trained on single frames from scratch (or from a
-local ``--weights`` file); a test video is classified by the softmax averaged over its T frames.
-Feature attackers are linear and MLP probes on the standardised video features.
+The views come from the shared data path (:func:`datasets.build_datasets`: source, film,
+restoration, test item builder), reused over the attacker's split with one view per video (the
+segment centres, the centre crop). Frame and plane attackers are timm image models trained on
+single frames from scratch (or from a local ``--weights`` file); a test video is classified by the
+softmax averaged over its T frames. Feature attackers are linear and MLP probes on the
+standardised video features.
 
-Split rule (documented in docs/privacy.md): inside every identity, videos of odd replication
-(R001, R003, ...) train the attacker and videos of even replication (R002, ...) test it, so no
-video is in both halves and the same people appear in both. Identities without a video in one of
-the halves are left out (and counted in the log). Every video of the configured data folder is
-used, whatever the action benchmark split.
+Split rule (docs/privacy.md): inside every identity, videos of odd replication (R001, R003, ...)
+train the attacker and videos of even replication test it, so no video is in both halves and the
+same people appear in both; identities without a video in one half are left out (and logged).
+Every video of the configured data folder is used, whatever the action benchmark split.
 
 Writes ``<output>/privacy.json`` (accuracies in percent) and ``<output>/log.txt``.
 """
@@ -31,30 +33,27 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from yacs.config import CfgNode
 
-from datasets.ifns import PlaneNorm, ifns_planes, needed_frames
-from datasets.loader import build_datasets
-from datasets.ntu import load_class_names, parse_name
-from datasets.readers import PrecomputedClip, to_gray
-from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR, restore_frames
-from datasets.rgb_input import degrade_rgb, pair_frames, rgb_pair_clip
-from datasets.sampling import eval_indices
-from datasets.transforms import crop_resize, eval_crop_boxes
-from models import build_model
-from models.encoders import build_input_encoder_from_config
+from datasets import ClipDataset, Restoration, build_datasets, collate_for, parse_name, to_device
+from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
+from models import FrameRequest, build_input_encoder, build_model
+from models.encoders import RGBEncoder
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
-from utils.config import load_config, resolve_path
+from utils.config import load_config
 from utils.errors import UserError
 from utils.logger import setup_logging
+from utils.misc import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +73,11 @@ VIT_PATCH = 16
 SHIFT_PAD = 2  # random-translation augmentation of image attackers, pixels
 TOP_K = (1, 5)
 PERCENT = 100.0
-PIXEL_MAX = 255.0
-ENCODER_KEY = "input_encoder."  # state-dict prefix of the baseline encoder inside MSPNet
+ENCODER_KEY = "input_encoder."  # state-dict prefix of the input encoder inside MSPNet
 STD_EPS = 1e-6  # feature standardisation guard
-SEED_STRIDE = 10 ** 15  # film-noise seed = SEED * SEED_STRIDE + sample number (15 digits)
+FRAME_LAYOUTS = ("video", "frames")  # layouts that hold the camera's RGB frames
+
+View = Callable[[torch.Tensor], torch.Tensor]  # uint8 frames [B, T, F, C, S, S] -> the attacker's input
 
 
 class AttackError(UserError):
@@ -131,7 +131,7 @@ def split_by_replication(names: list[str], max_per_identity: int = 0) -> Split:
                  identities=kept, dropped=dropped)
 
 
-def film_level(cfg, override: int | None) -> int:
+def film_level(cfg: CfgNode, override: int | None) -> int:
     """The film level the adversary assumes: ``--level``, else LPS.LEVEL, else the synthetic one."""
     if override is not None:
         return override
@@ -142,163 +142,134 @@ def film_level(cfg, override: int | None) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """How one video is read into the adversary's view.
+def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
+    """``base``'s source, film, restoration and test items over ``names``, one view per video.
 
     Args:
-        num_frames: T frames per video (segment centres).
-        stride: difference stride k.
-        size: output side S.
-        lps_level: on-the-fly film simulation (LPS.LEVEL).
-        restore: none | wiener | richardson_lucy.
-        restore_level: film level of the PSF used to restore.
-        nsr: Wiener noise-to-signal ratio.
-        iterations: Richardson-Lucy iterations.
-        seed: base seed of the on-the-fly film noise.
-        plane_norm: normalisation of the IFNS planes (DATA.PLANE_MEAN / DATA.PLANE_STD).
-    """
-
-    num_frames: int
-    stride: int
-    size: int
-    lps_level: int
-    restore: str
-    restore_level: int
-    nsr: float
-    iterations: int
-    seed: int
-    plane_norm: PlaneNorm = PlaneNorm()
-
-
-def read_video(clip, index: int, spec: InputSpec, planes: bool) -> np.ndarray:
-    """One video as the adversary sees it.
-
-    Args:
-        clip: an opened sample (:class:`datasets.readers.Clip`).
-        index: the video's position (seeds the film noise).
-        spec: the reading options.
-        planes: IFNS planes ``[T, 3, S, S]`` (True) or normalised RGB pairs ``[T, 2, 3, S, S]``.
+        base: a test dataset of :func:`datasets.build_datasets` (deterministic sampler and crop).
+        names: the videos of one half of the attacker's split.
 
     Returns:
-        float32 array (planes normalised by ``spec.plane_norm``).
+        A dataset whose items hold ``frames`` uint8 ``[1, T, F, C, S, S]`` (the segment centres,
+        the centre crop).
     """
-    if isinstance(clip, PrecomputedClip):
-        raise AttackError("DATA.LAYOUT precomputed holds no RGB frames; run the privacy attack on "
-                          "the video or frames layout")
-    n = clip.num_frames
-    indices = eval_indices(n, spec.num_frames, 1)[0]  # [T]
-    if planes:
-        frame_ids = needed_frames(indices, spec.stride, n)
-    else:
-        frame_ids, positions = pair_frames(indices, spec.stride, n)
-    generator = torch.Generator().manual_seed((spec.seed * SEED_STRIDE + index) % 2 ** 63)
-    rgb = degrade_rgb(clip.read(frame_ids, gray=False), spec.lps_level, generator)  # [U, H, W, 3]
-    if spec.restore != "none":
-        x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / PIXEL_MAX  # [U, 3, H, W]
-        x = restore_frames(x, spec.restore, spec.restore_level, spec.nsr, spec.iterations)
-        rgb = (x * PIXEL_MAX).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    box = eval_crop_boxes(rgb.shape[1], rgb.shape[2], 1)[0]
-    if not planes:
-        return rgb_pair_clip(rgb, positions, box, spec.size)
-    gray = crop_resize(to_gray(rgb), box, spec.size).astype(np.float32)  # [U, S, S]
-    return spec.plane_norm(ifns_planes(gray, frame_ids, indices, spec.stride, n))
+    return ClipDataset(names=names, opener=base.opener, sampler=replace(base.sampler, num_clip=1),
+                       builder=replace(base.builder, num_crop=1), seed=base.seed,
+                       lps_level=base.lps_level, restoration=base.restoration, skip_bad=base.skip_bad)
 
 
-def _encoder_state(checkpoint: dict) -> dict[str, torch.Tensor]:
-    model = checkpoint.get("model", checkpoint)
-    return {k.split(ENCODER_KEY, 1)[1]: v for k, v in model.items() if ENCODER_KEY in k}
+def _planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:
+    """The configured input encoder, with its learned parameters from ``checkpoint`` when given."""
+    encoder = build_input_encoder(cfg)
+    if checkpoint is not None:
+        model = checkpoint.get("model", checkpoint)
+        state = {k.removeprefix(ENCODER_KEY): v for k, v in model.items() if k.startswith(ENCODER_KEY)}
+        if state or list(encoder.state_dict()):
+            try:
+                encoder.load_state_dict(state)
+            except RuntimeError:
+                raise AttackError(f"the input-encoder tensors of {resume} ({', '.join(sorted(state)) or 'none'}) "
+                                  f"do not fit MODEL.ENCODER {cfg.MODEL.ENCODER}; pass the run's config") from None
+            logger.info("input encoder %s: %d tensors loaded from %s", cfg.MODEL.ENCODER, len(state), resume)
+    elif list(encoder.parameters()):
+        logger.warning("input encoder %s has learned parameters but no --resume was given: "
+                       "attacking its initial parameters", cfg.MODEL.ENCODER)
+    return encoder
 
 
-def build_views(cfg, args: argparse.Namespace, split: Split, opener) -> tuple[
-        torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Reads every video of the split into the attacker's input.
+def _feature_model(cfg: CfgNode, checkpoint: dict | None, class_names: list[str]) -> nn.Module:
+    """The trained MSPNet of ``checkpoint``, frozen."""
+    if checkpoint is None:
+        raise AttackError("--target features needs --resume CKPT (the trained model to freeze)")
+    model = build_model(cfg, class_names)
+    model.load_state_dict(checkpoint["model"])
+    return model.requires_grad_(False)
+
+
+@torch.no_grad()
+def read_views(dataset: ClipDataset, view: View, label_of: dict[int, int], *, batch_size: int,
+               num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every video of ``dataset`` as the attacker sees it.
+
+    Args:
+        dataset: an :func:`attacker_dataset`.
+        view: turns a batch of the items' frames (on ``device``) into the attacker's input.
+        label_of: identity (P - 1) -> compact attacker label.
+        batch_size: videos per batch.
+        num_workers: data-loader workers.
+        device: where ``view`` runs.
+
+    Returns:
+        ``(x, y)``: float32 x [N, T, 3, S, S] or [N, E] on the CPU, int64 labels y [N] (videos
+        skipped as unreadable under ``DATA.SKIP_BAD`` are left out).
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=collate_for(dataset))
+    xs, ys = [], []
+    for batch in loader:
+        if not len(batch["identity"]):  # every video of the batch was unreadable
+            continue
+        frames = to_device(batch, device)["frames"][:, 0]  # the one view: [B, T, F, C, S, S]
+        xs.append(view(frames).float().cpu())
+        ys += [label_of[identity] for identity in batch["identity"].tolist()]
+    if len(ys) < len(dataset):
+        logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - len(ys), len(dataset))
+    return torch.cat(xs), torch.tensor(ys, dtype=torch.long)
+
+
+def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) -> tuple[
+        Split, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Splits the data folder and reads every video of the split into the attacker's input.
 
     Args:
         cfg: the experiment config.
-        args: the tool's arguments (target, restore, resume, batch size).
-        split: the attacker's split.
-        opener: opens a sample by name (the dataset's opener).
+        args: the tool's arguments (target, restore, resume, batch size, max videos).
+        device: where the encoder or the frozen model runs.
 
     Returns:
-        ``(x_train, y_train, x_test, y_test)``: x is [N, T, 3, S, S] (frames, planes) or [N, E]
-        (features); y holds compact identity labels (positions in ``split.identities``).
+        ``(split, x_train, y_train, x_test, y_test)``: x is [N, T, 3, S, S] (frames, planes) or
+        [N, E] (features); y holds compact identity labels (positions in ``split.identities``).
+
+    Raises:
+        AttackError: options that do not fit the data or the checkpoint.
     """
-    level = film_level(cfg, args.level)
-    if args.restore != "none" and level == 0:
-        raise AttackError("--restore needs the film level: pass --level N or read LPS data "
-                          "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
-    spec = InputSpec(num_frames=cfg.DATA.NUM_FRAMES, stride=cfg.DATA.FD_STRIDE,
-                     size=cfg.DATA.INPUT_SIZE, lps_level=cfg.LPS.LEVEL, restore=args.restore,
-                     restore_level=level, nsr=args.nsr, iterations=args.rl_iterations, seed=cfg.SEED,
-                     plane_norm=PlaneNorm.from_lists(cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD))
-    encoder_name = cfg.MODEL.ENCODER
-    use_planes = args.target != "frames" and encoder_name == "ifns"
-    transform = None
+    restoration = None
+    if args.restore != "none":
+        level = film_level(cfg, args.level)
+        if level == 0:
+            raise AttackError("--restore needs the film level: pass --level N or read LPS data "
+                              "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
+        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations)
+    if args.target == "frames" and cfg.DATA.LAYOUT not in FRAME_LAYOUTS:
+        raise AttackError(f"--target frames reads the camera's RGB frames, which DATA.LAYOUT "
+                          f"{cfg.DATA.LAYOUT} does not hold; use the video or frames layout or --target planes")
     checkpoint = load_checkpoint(args.resume, allow_pickle=cfg.MODEL.ALLOW_PICKLE) if args.resume else None
-    if args.target == "planes" and encoder_name != "ifns":
-        transform = build_input_encoder_from_config(cfg)
-        if checkpoint is not None:
-            state = _encoder_state(checkpoint)
-            if state:
-                transform.load_state_dict(state)
-                logger.info("input encoder %s: %d tensors loaded from %s", encoder_name, len(state),
-                            args.resume)
-        elif list(transform.parameters()):
-            logger.warning("input encoder %s has learned parameters but no --resume was given: "
-                           "attacking its initial parameters", encoder_name)
-        transform.eval()
+    view: View
+    request: FrameRequest | None = None  # None: the configured encoder's frames
+    if args.target == "frames":
+        view, request = RGBEncoder(), RGBEncoder.request
+    # the CPU crop: film and restoration work on the decoded RGB frames
+    splits = build_datasets(cfg, request=request, restoration=restoration, crop_on_device=False)
+    if args.target == "planes":
+        view = _planes_view(cfg, checkpoint, args.resume).to(device).eval()
     elif args.target == "features":
-        transform = _feature_model(cfg, checkpoint)
+        view = _feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
+    split = split_by_replication(splits.train.names + splits.val.names, args.max_videos)
+    if len(split.identities) < 2:
+        raise AttackError("the attacker split needs at least two identities with odd- and "
+                          f"even-replication videos; the data has {len(split.identities)}")
+    if split.dropped:
+        logger.warning("%d identities have videos in only one half and are left out: %s",
+                       len(split.dropped), split.dropped)
     label_of = {identity: i for i, identity in enumerate(split.identities)}
     out = []
-    for part in (split.train, split.test):
-        xs, ys = [], []
-        for start in range(0, len(part), args.batch_size):
-            names = part[start:start + args.batch_size]
-            batch = np.stack([read_video(opener(name), sample_number(name), spec, use_planes)
-                              for name in names])
-            x = torch.from_numpy(batch)
-            if args.target == "frames":
-                x = x[:, :, 1]  # frame t of each pair: [B, T, 3, S, S]
-            elif transform is not None:
-                with torch.no_grad():
-                    x = transform(x)
-            xs.append(x.float())
-            ys.extend(label_of[parse_name(name).identity] for name in names)
-        out += [torch.cat(xs), torch.tensor(ys, dtype=torch.long)]
-    return tuple(out)
-
-
-def sample_number(name: str) -> int:
-    """The 15 digits of an NTU name as one integer (seeds the sample's on-the-fly film noise)."""
-    p = parse_name(name)
-    return int(f"{p.setup:03d}{p.camera:03d}{p.performer:03d}{p.replication:03d}{p.action:03d}")
-
-
-def _feature_model(cfg, checkpoint: dict | None) -> nn.Module:
-    if checkpoint is None:
-        raise AttackError("--target features needs --resume CKPT (the trained model to freeze)")
-    class_names = load_class_names(resolve_path(cfg.DATA.LABEL_LIST), cfg.DATA.NUM_CLASSES)
-    model = build_model(cfg, class_names)
-    model.load_state_dict(checkpoint["model"])
-    model.eval()
-    return VideoFeatures(model)
-
-
-class VideoFeatures(nn.Module):
-    """The frozen trained model's video features: clips -> ``encode_video`` [B, E].
-
-    Args:
-        model: a trained MSPNet.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_video(clips)
+    for part, names in (("train", split.train), ("test", split.test)):
+        start = time.time()
+        out += read_views(attacker_dataset(splits.val, names), view, label_of, batch_size=args.batch_size,
+                          num_workers=cfg.DATA.NUM_WORKERS, device=device)
+        logger.info("attacker %s data: %d videos read as %s (%.1f s)", part, len(out[-1]),
+                    args.target, time.time() - start)
+    return (split, *out)
 
 
 def build_attacker(name: str, num_classes: int, image_size: int, in_features: int,
@@ -396,6 +367,7 @@ def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The tool's command line (``argv`` None = ``sys.argv``)."""
     parser = argparse.ArgumentParser(description="Train a fresh identity attacker (BDQ protocol).")
     parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
@@ -432,33 +404,18 @@ def _check_args(args: argparse.Namespace) -> None:
         args.lr = FEATURE_LR if args.target == "features" else FRAME_LR
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> dict:
     """Runs the attack of ``args``; returns the metrics written to privacy.json."""
     _check_args(args)
     cfg = load_config(args.config, args.opts)
-    splits = build_datasets(cfg)
-    split = split_by_replication(splits.train.names + splits.val.names, args.max_videos)
-    if len(split.identities) < 2:
-        raise AttackError("the attacker split needs at least two identities with odd- and "
-                          "even-replication videos; the data has "
-                          f"{len(split.identities)}")
-    if split.dropped:
-        logger.warning("%d identities have videos in only one half and are left out: %s",
-                       len(split.dropped), split.dropped)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.time()
-    x_train, y_train, x_test, y_test = build_views(cfg, args, split, splits.train.opener)
+    split, x_train, y_train, x_test, y_test = build_views(cfg, args, device)
     logger.info("attacker data: %d train / %d test videos, %d identities, input %s (%.1f s)",
-                len(split.train), len(split.test), len(split.identities), tuple(x_train.shape[1:]),
+                len(x_train), len(x_test), len(split.identities), tuple(x_train.shape[1:]),
                 time.time() - start)
     torch.manual_seed(cfg.SEED)
     num_classes = len(split.identities)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         keep_freed_memory()
     model = build_attacker(args.attacker, num_classes, cfg.DATA.INPUT_SIZE, x_train.shape[-1],
@@ -479,8 +436,8 @@ def run(args: argparse.Namespace) -> dict:
         "id_acc1": topk_accuracy(probs, y_test, TOP_K[0]),
         "id_acc5": topk_accuracy(probs, y_test, TOP_K[1]),
         "chance": PERCENT / num_classes,
-        "videos": len(split.test),
-        "train_videos": len(split.train),
+        "videos": len(x_test),
+        "train_videos": len(x_train),
         "identities": num_classes,
         "target": args.target,
         "attacker": args.attacker,
@@ -501,6 +458,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the attack and writes privacy.json; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -510,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         logger.error("%s", exc)
         return 2
-    _write_json(output / "privacy.json", metrics)
+    atomic_write_text(output / "privacy.json", json.dumps(metrics, indent=1) + "\n")
     logger.info("wrote %s", output / "privacy.json")
     return 0
 
