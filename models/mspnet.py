@@ -181,16 +181,18 @@ class MSPNet(nn.Module):
         """clips [B, T, 3, H, W] -> video feature [B, E] (not normalised)."""
         return self._encode(clips)[0]
 
-    def forward(self, clips: Tensor, id_grad_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    def forward(self, clips: Tensor, id_grad_scale: float = 1.0,
+                return_video: bool = False) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
         """Action and identity logits of a batch of clips.
 
         Args:
             clips: [B, T, 3, H, W], channel k = IFNS plane k, normalised.
             id_grad_scale: multiplies the gradient from the identity head into the encoder
                 (negative = gradient reversal); the forward pass is unchanged.
+            return_video: also return the normalised video feature [B, E] the identity head consumed.
 
         Returns:
-            action logits [B, K], identity logits [B, P].
+            action logits [B, K], identity logits [B, P] (and the video feature with ``return_video``).
         """
         video, patches = self._encode(clips)
         text = self.class_text_features().to(video.dtype)
@@ -200,4 +202,6 @@ class MSPNet(nn.Module):
         text = text / text.norm(dim=-1, keepdim=True)
         action = torch.einsum("be,bke->bk", video, self.logit_scale.exp() * text)
         identity = self.id_head(scale_grad(video, id_grad_scale))
+        if return_video:
+            return action, identity, video
         return action, identity
