@@ -6,10 +6,11 @@ from trainers.evaluate import compute_metrics, evaluate
 from trainers.losses import PrivacyLoss
 from trainers.optim import CosineWarmupScheduler, build_optimizer, build_param_groups
 from trainers.precision import autocast_context, build_grad_scaler
-from trainers.trainer import Trainer, print_summary, run
+from trainers.run import print_summary, run
+from trainers.trainer import StepResult, Trainer
 
 __all__ = [
-    "CosineWarmupScheduler", "DistInfo", "PrivacyLoss", "Trainer", "autocast_context", "build_grad_scaler",
+    "CosineWarmupScheduler", "DistInfo", "PrivacyLoss", "StepResult", "Trainer", "autocast_context", "build_grad_scaler",
     "build_optimizer", "build_param_groups", "cleanup_distributed", "compute_metrics", "evaluate",
     "find_latest_checkpoint", "init_distributed", "load_checkpoint", "print_summary", "run",
     "save_checkpoint",
