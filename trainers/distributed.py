@@ -1,5 +1,5 @@
 """Process-group setup from the launcher's environment (torchrun, torch.distributed.launch, SLURM)
-and the few collectives the trainer needs."""
+the few collectives the trainer needs, and the model inside its wrappers."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,12 @@ def init_distributed(local_rank_arg: int | None = None, use_cuda: bool | None = 
         dist.init_process_group("gloo", rank=rank, world_size=world_size)
     logger.info("process group: %s, rank %d of %d, device %s", dist.get_backend(), rank, world_size, device)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device, distributed=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile`` and DDP wrappers (or the model itself)."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def cleanup_distributed() -> None:

@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import math
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sized
@@ -19,18 +18,16 @@ from torch.nn.parallel import DistributedDataParallel
 from datasets.ifns import DevicePlanes
 from datasets.mixup import Mixup
 from trainers.checkpoint import load_model_weights
-from trainers.distributed import all_reduce_mean_
+from trainers.distributed import all_reduce_mean_, unwrap
 from trainers.losses import PrivacyLoss
 from trainers.optim import CosineWarmupScheduler
 from trainers.precision import autocast_context
 from utils.errors import UserError
-from utils.misc import AverageMeter, format_seconds
+from utils.misc import AverageMeter, format_seconds, memory_mib
 
 logger = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor]
-BYTES_PER_MIB = 2 ** 20
-KIB_PER_MIB = 2 ** 10  # ru_maxrss is in KiB on Linux
 LOSS_NAMES = ("loss", "action", "identity")
 
 
@@ -75,19 +72,6 @@ class StepResult:
     grad_norm: float
     updated: bool
     num_bad: int
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside ``torch.compile`` and DDP wrappers (or the model itself)."""
-    model = getattr(model, "_orig_mod", model)
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def memory_mib(device: torch.device) -> float:
-    """Peak memory of this process: allocated GPU memory on CUDA, resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / BYTES_PER_MIB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
 
 
 @dataclass
