@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from yacs.config import CfgNode
 
 from datasets import build_device_planes, build_loaders, build_mixup
+from datasets.loader import Loaders
 from models import build_model
 from trainers.checkpoint import (FORMAT_VERSION, CheckpointSaver, find_latest_checkpoint, load_checkpoint,
                                  load_model_weights, prune_temporaries)
@@ -175,12 +176,11 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
     summary = {"num_classes": len(loaders.class_names)}
     if cfg.TEST.ONLY_TEST:
         return {**run_eval(trainer.counters.epoch), **summary, "wall_time": time.time() - wall_start}
-    metrics = train(trainer, cfg, info, loaders.train, loaders.train_sampler, run_eval)
+    metrics = train(trainer, cfg, info, loaders, run_eval)
     return {**metrics, **summary, "best_acc1": trainer.counters.best_acc1, "wall_time": time.time() - wall_start}
 
 
-def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loader: Any, sampler: Any,
-          run_eval: Evaluator) -> dict[str, Any]:
+def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loaders: Loaders, run_eval: Evaluator) -> dict[str, Any]:
     """The epochs from ``trainer.counters.epoch`` to ``TRAIN.EPOCHS``: train, evaluate every
     ``EVAL_FREQ`` epochs and after the last, save after every epoch (rank 0 writes; a
     ``ckpt_epoch_N.pth`` every ``SAVE_FREQ`` epochs and after the last). Before the first epoch
@@ -190,8 +190,7 @@ def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loader: Any, sampler: 
         trainer: the trainer (model wrapped).
         cfg: the experiment config.
         info: this process's distributed info.
-        loader: this rank's training loader.
-        sampler: its sampler (``set_epoch`` reshuffles per epoch).
+        loaders: this rank's loaders (``train`` and its ``train_sampler`` are used).
         run_eval: evaluates after the given completed epochs and returns the metrics.
 
     Returns:
@@ -207,8 +206,8 @@ def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loader: Any, sampler: 
     metrics: dict[str, Any] = {}
     try:
         for epoch in range(trainer.counters.epoch, cfg.TRAIN.EPOCHS):
-            sampler.set_epoch(epoch)
-            stats = trainer.train_one_epoch(loader, epoch, cfg.TRAIN.EPOCHS)
+            loaders.train_sampler.set_epoch(epoch)
+            stats = trainer.train_one_epoch(loaders.train, epoch, cfg.TRAIN.EPOCHS)
             trainer.counters.epoch = done = epoch + 1
             logger.info("epoch %d done in %s: loss %.4f", done, format_seconds(stats["time"]), stats["loss"])
             is_best = False
