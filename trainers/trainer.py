@@ -178,11 +178,6 @@ class Trainer:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
         return math.ceil(num_batches / self.accumulation_steps)
 
-    @property
-    def alternates(self) -> bool:
-        """Whether each step ends with extra identity-head updates (adversarial alternation)."""
-        return self.head_steps > 0 and self.head_optimizer is not None
-
     def _inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A loader batch -> model inputs on the device: (clips [B, T, 3, H, W], action target
         [B] or [B, K], identity target [B] or [B, P]); mixup makes the targets soft."""
@@ -202,9 +197,9 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(action logits, identity logits, video feature or None when not alternating)."""
+        """(action logits, identity logits, video feature or None without head updates)."""
         with autocast_context(self.precision, self.device):
-            if self.alternates:
+            if self.head_steps > 0 and self.head_optimizer is not None:
                 return self.model(clips, id_grad_scale=self.loss_fn.id_grad_scale, return_video=True)
             action_logits, identity_logits = self.model(clips, id_grad_scale=self.loss_fn.id_grad_scale)
         return action_logits, identity_logits, None
@@ -214,9 +209,10 @@ class Trainer:
         micro-batch (loss divided by ``window``), gradient norm and clipping, the update (or its
         skip on non-finite gradients), the extra identity-head updates, the scheduler step.
 
-        Micro-batches are drawn one at a time, so only one is on the device. ``k`` micro-batches
-        of ``b`` clips give the update of one window of one ``k*b`` batch. A benchmark times one
-        real optimizer step with ``trainer.train_step([batch])``.
+        Micro-batches are drawn one at a time, so only one is on the device. A window of k
+        micro-batches of b clips gives the update of one batch of k*b clips, the head updates
+        included (they run on the whole window's features). A benchmark times one real optimizer
+        step with ``trainer.train_step([batch])``.
 
         Args:
             micro_batches: loader batches (``clips`` [B, T, 3, H, W] or what ``device_planes``
@@ -302,8 +298,9 @@ class Trainer:
 
     def _head_updates(self, video: torch.Tensor, identity_target: torch.Tensor) -> None:
         """Adversarial alternation: ``head_steps`` updates of the identity head alone on the
-        detached video features of the step's window (no encoder forward, no DDP). Each rank's
-        head gradients are averaged over the ranks, so the heads stay identical.
+        detached video features of the step's window, as the forward computed them before the
+        encoder's update (no encoder forward, no DDP). Each rank's head gradients are averaged
+        over the ranks, so the heads stay identical.
 
         Args:
             video: detached normalised video features of the window [N, E].
