@@ -162,3 +162,11 @@ def test_kill_between_last_and_its_links_is_repaired_on_resume(tmp_path, make, m
     for name in ("best.pth", "ckpt_epoch_2.pth"):
         assert _ino(out / name) == _ino(out / "last.pth"), name
     assert load_checkpoint(out / "ckpt_epoch_1.pth")["epoch"] == 1
+
+
+def test_save_keep_must_not_be_negative():
+    from utils.config import ConfigError, load_config
+
+    assert load_config(None, []).SAVE_KEEP == 0  # default: every periodic file is kept
+    with pytest.raises(ConfigError, match="SAVE_KEEP"):
+        load_config(None, ["SAVE_KEEP", "-1"])

@@ -152,9 +152,7 @@ _C.TEST.BATCH_SIZE = 8  # videos per evaluation batch per GPU
 _C.OUTPUT = "output/demo"  # run folder: config.yaml, log.txt, events, checkpoints, metrics.json
 _C.SEED = 1024  # global seed (each rank adds its rank)
 _C.SAVE_FREQ = 1  # save ckpt_epoch_N.pth every N epochs (last.pth and best.pth always)
-# periodic ckpt_epoch_N.pth files kept, newest epochs first; older ones are deleted after each save.
-# 0 keeps all (each costs no space while it is a hard link of last.pth, a full file once it is not)
-_C.SAVE_KEEP = 0
+_C.SAVE_KEEP = 0  # keep the newest N periodic ckpt_epoch_N.pth files, delete older ones (0 keeps all)
 _C.PRINT_FREQ = 20  # progress line every N optimizer steps
 _C.EVAL_FREQ = 1  # evaluate every N epochs (and after the last)
 _C.DISTRIBUTED = False  # set by the launcher's environment / --distributed
