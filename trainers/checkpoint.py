@@ -173,8 +173,9 @@ class CheckpointSaver:
         logger.info("saved %s (epoch %d%s)", self.last_path, epoch, "".join(f", {n}" for n in links))
 
     def repair(self) -> list[str]:
-        """Finishes an interrupted save: recreates the links that ``last.pth`` records (missing or
-        older files) and prunes. Idempotent; call on rank 0 before training.
+        """Finishes an interrupted save: makes every name that ``last.pth`` records a link of it
+        again (names already linked are left alone; where hard links fail they are copied again)
+        and prunes. Idempotent; call on rank 0 before training.
 
         Returns:
             The names that ``last.pth`` owes (now in place); empty without ``last.pth``.
