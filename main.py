@@ -16,7 +16,7 @@ from typing import NoReturn, Sequence
 from yacs.config import CfgNode
 
 from trainers.distributed import DistInfo, cleanup_distributed, init_distributed
-from trainers.trainer import print_summary, run
+from trainers.run import print_summary, run
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError

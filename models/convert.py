@@ -46,7 +46,8 @@ _MAX_REASON = 200  # characters of a loader's exception quoted in the one-line e
 
 
 class CheckpointError(UserError):
-    """A checkpoint file that is missing, unreadable or needs an explicit opt-in."""
+    """A checkpoint file that is missing, unreadable, of the wrong kind or needs an explicit opt-in
+    (the one checkpoint error of the project; :mod:`trainers.checkpoint` raises it too)."""
 
 
 def is_original_state_dict(state_dict: dict[str, Any]) -> bool:
@@ -117,8 +118,9 @@ def _is_torchscript(path: str) -> bool:
                    for name in archive.namelist())
 
 
-def load_checkpoint_file(path: str, allow_pickle: bool) -> dict[str, Any]:
-    """Reads a checkpoint or weight file onto the CPU.
+def load_checkpoint_file(path: str, allow_pickle: bool, mmap: bool = False) -> dict[str, Any]:
+    """Reads a checkpoint or weight file onto the CPU: the one reader of every checkpoint of the
+    project (pretrained weights here, resume files in :mod:`trainers.checkpoint`).
 
     TorchScript archives (OpenAI CLIP releases) give their state dict. Other files are read with
     ``torch.load(weights_only=True)``; a file that pickles objects (the original release's yacs
@@ -127,6 +129,8 @@ def load_checkpoint_file(path: str, allow_pickle: bool) -> dict[str, Any]:
     Args:
         path: the file.
         allow_pickle: opt-in to ``weights_only=False`` for files that need it.
+        mmap: map the tensors of a ``torch.save`` zip file instead of reading them (cheap when
+            only the small entries are wanted).
 
     Returns:
         The loaded dict (a state dict or a checkpoint dict holding one).
@@ -143,19 +147,36 @@ def load_checkpoint_file(path: str, allow_pickle: bool) -> dict[str, Any]:
                 warnings.simplefilter("ignore", FutureWarning)
                 return dict(torch.jit.load(path, map_location="cpu").state_dict())
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(path, map_location="cpu", weights_only=True,
+                                mmap=mmap and zipfile.is_zipfile(path))
         except pickle.UnpicklingError:
             if not allow_pickle:
                 raise CheckpointError(
                     f"{path} pickles Python objects (an original-release checkpoint's config); "
                     "loading it runs code from the file: if you trust it, pass --allow-pickle "
                     "(MODEL.ALLOW_PICKLE True)") from None
-            loaded = torch.load(path, map_location="cpu", weights_only=False)
+            loaded = _unpickle(path)
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(exc).split())[:_MAX_REASON]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(exc)}; pass a complete file "
+                              "written by torch.save") from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict or checkpoint")
     return loaded
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:_MAX_REASON]
+
+
+def _unpickle(path: str) -> Any:
+    """``torch.load(weights_only=False)``; an arbitrary pickle can fail in any way, reported as
+    one :class:`CheckpointError` line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot unpickle checkpoint {path}: {_reason(exc)}; pass a file "
+                              "written by this project or the original release") from None
 
 
 def extract_state_dict(checkpoint: dict[str, Any]) -> dict[str, Tensor]:

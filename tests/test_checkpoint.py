@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, weights-only loading, RNG round trip, resume-file choice, and a
+"""Checkpoints: atomic writes, weights-only loading, RNG round trip, resume-file choice, hard
+links and pruning of the saver, a kill between last.pth and its links repaired on resume, and a
 resumed run that continues the exact trajectory of an uninterrupted one."""
 import os
 import random
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 import main as launcher
-from trainers.checkpoint import (CheckpointError, find_latest_checkpoint, load_checkpoint,
-                                 save_checkpoint)
+import trainers.checkpoint as checkpoint
+from models.convert import CheckpointError as ModelsCheckpointError
+from trainers.checkpoint import (CheckpointError, CheckpointSaver, find_latest_checkpoint, link_or_copy,
+                                 load_checkpoint, save_checkpoint)
 from utils.errors import UserError
 from utils.misc import capture_rng_state, restore_rng_state
 
@@ -88,3 +91,82 @@ def test_resume_continues_the_same_trajectory(tmp_path, make):
     assert launcher.main(_tiny_args(root, resumed, "MODEL.RESUME", "auto")) == 0
     assert torch.equal(torch.load(resumed / "last.pth", weights_only=True)["model"]["logit_scale"],
                        final["model"]["logit_scale"])
+
+
+def _ino(path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_saver_hard_links_best_and_periodic_files_and_prunes(tmp_path):
+    saver = CheckpointSaver(tmp_path, keep=2)
+    for epoch in range(1, 5):
+        periodic = epoch != 3
+        saver.save({"format_version": 1, "epoch": epoch}, epoch=epoch, is_best=epoch == 2, periodic=periodic)
+        owed = (["best.pth"] if epoch == 2 else []) + ([f"ckpt_epoch_{epoch}.pth"] if periodic else [])
+        assert all(_ino(tmp_path / name) == _ino(tmp_path / "last.pth") for name in owed), epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "ckpt_epoch_2.pth", "ckpt_epoch_4.pth",
+                                                          "last.pth"]  # SAVE_KEEP 2: epoch 1 pruned
+    assert _ino(tmp_path / "best.pth") == _ino(tmp_path / "ckpt_epoch_2.pth") != _ino(tmp_path / "last.pth")
+    assert load_checkpoint(tmp_path / "best.pth")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "last.pth")["links"] == ["ckpt_epoch_4.pth"]
+    CheckpointSaver(tmp_path, keep=1).repair()  # a later run with a smaller SAVE_KEEP prunes at start
+    assert not (tmp_path / "ckpt_epoch_2.pth").exists() and (tmp_path / "ckpt_epoch_4.pth").is_file()
+
+
+def test_saver_copies_atomically_where_hard_links_fail(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError("no hard links on this file system")
+
+    monkeypatch.setattr(os, "link", no_links)
+    CheckpointSaver(tmp_path).save({"format_version": 1, "epoch": 1}, epoch=1, is_best=True, periodic=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["best.pth", "ckpt_epoch_1.pth", "last.pth"]  # no temporaries left
+    assert len({_ino(tmp_path / name) for name in names}) == 3
+    assert all((tmp_path / name).read_bytes() == (tmp_path / "last.pth").read_bytes() for name in names)
+
+
+def test_link_onto_itself_and_one_error_class(tmp_path):
+    save_checkpoint({"format_version": 1}, tmp_path / "last.pth")
+    assert link_or_copy(tmp_path / "last.pth", tmp_path / "best.pth")
+    assert link_or_copy(tmp_path / "last.pth", tmp_path / "best.pth")  # already a link: nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "last.pth"]
+    assert CheckpointError is ModelsCheckpointError
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even ``except Exception``."""
+
+
+def test_kill_between_last_and_its_links_is_repaired_on_resume(tmp_path, make, monkeypatch):
+    root = tmp_path / "frames"
+    for i, name in enumerate(make.tiny_names()):
+        make.write_frame_folder(root / name, make.moving_frames(i))
+    out = tmp_path / "run"
+    args = _tiny_args(root, out, "EVAL_FREQ", "2")  # evaluated once, after epoch 2: that save owes best.pth
+    link = checkpoint.link_or_copy
+
+    def killed_at_the_best_link(src, dst):
+        if os.path.basename(dst) == "best.pth":
+            raise _Killed()
+        return link(src, dst)
+
+    monkeypatch.setattr(checkpoint, "link_or_copy", killed_at_the_best_link)
+    with pytest.raises(_Killed):
+        launcher.main(args)
+    assert load_checkpoint(out / "last.pth")["epoch"] == 2  # renamed into place before the kill
+    assert not (out / "best.pth").exists() and not (out / "ckpt_epoch_2.pth").exists()
+    monkeypatch.setattr(checkpoint, "link_or_copy", link)
+    assert launcher.main(args + ["MODEL.RESUME", "auto"]) == 0
+    last = load_checkpoint(out / "last.pth")
+    assert last["epoch"] == 2 and last["links"] == ["best.pth", "ckpt_epoch_2.pth"]
+    for name in ("best.pth", "ckpt_epoch_2.pth"):
+        assert _ino(out / name) == _ino(out / "last.pth"), name
+    assert load_checkpoint(out / "ckpt_epoch_1.pth")["epoch"] == 1
+
+
+def test_save_keep_must_not_be_negative():
+    from utils.config import ConfigError, load_config
+
+    assert load_config(None, []).SAVE_KEEP == 0  # default: every periodic file is kept
+    with pytest.raises(ConfigError, match="SAVE_KEEP"):
+        load_config(None, ["SAVE_KEEP", "-1"])

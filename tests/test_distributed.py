@@ -1,6 +1,7 @@
 """Launched the way users launch: 2 DDP processes (gloo, CPU) of b clips give the weights of 1
-process of 2b clips, evaluation counts every video exactly once, and torch.distributed.launch
-(which passes --local-rank) runs end to end."""
+process of 2b clips (also with the adversarial identity-head steps, which bypass DDP), evaluation
+counts every video exactly once, and torch.distributed.launch (which passes --local-rank) runs
+end to end."""
 import json
 import os
 import socket
@@ -40,7 +41,7 @@ def _free_port() -> int:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(PROJECT))
     return env
 
 
@@ -81,3 +82,15 @@ def test_torch_distributed_launch_passes_local_rank(tmp_path, make):
     assert "action top-1" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_videos"] == 9 and metrics["epoch"] == 1
+
+
+def test_adversarial_head_steps_keep_ranks_identical_and_equal_one_process(tmp_path):
+    from ddp_head_worker import train
+
+    _run(_torchrun() + ["--nproc_per_node=2", "--master_port", str(_free_port()),
+                        str(PROJECT / "tests" / "ddp_head_worker.py"), str(tmp_path)])
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    single = train(rank=0, world_size=1, wrap=False).state_dict()
+    for name, value in single.items():
+        assert torch.equal(ranks[0][name], ranks[1][name]), name  # the heads too: their gradients are averaged
+        torch.testing.assert_close(ranks[0][name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -1,81 +1,17 @@
 """The training loop with a tiny fake model: accumulation equals one big batch (also with a short
-final window), non-finite handling, mixed precision, and the multi-view evaluation metrics."""
+final window), non-finite handling, mixed precision, and the multi-view evaluation metrics.
+The adversarial alternation and the trainer state are in tests/test_train_step.py."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
+from fakes import K, P, FakeModel, make_batches as _batches, make_trainer as _trainer, merge as _merge
 from trainers.evaluate import compute_metrics, predict, topk_accuracy, _first_occurrence
 from trainers.losses import PrivacyLoss
-from trainers.optim import CosineWarmupScheduler, build_optimizer
-from trainers.trainer import NonFiniteLossError, Trainer
+from trainers.trainer import NonFiniteLossError
 from utils.errors import UserError
-
-K, P, T, SIDE = 4, 3, 2, 4
-
-
-class _ScaleGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
-class FakeModel(nn.Module):
-    """clips [B, T, 3, S, S] -> (action [B, K], identity [B, P]) with the MSPNet calling convention."""
-
-    def __init__(self, nan: bool = False) -> None:
-        super().__init__()
-        self.encoder = nn.Linear(T * 3 * SIDE * SIDE, 8)
-        self.action = nn.Linear(8, K)
-        self.id_head = nn.Linear(8, P)
-        self.nan = nan
-
-    def new_modules(self) -> list[nn.Module]:
-        return [self.action, self.id_head]
-
-    def no_weight_decay(self) -> set[str]:
-        return set()
-
-    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0, mix=None):
-        clips = mix(clips) if mix is not None else clips
-        feature = torch.tanh(self.encoder(clips.flatten(1)))  # [B, 8]
-        action = self.action(feature)
-        if self.nan:
-            action = action * float("nan")
-        return action, self.id_head(_ScaleGrad.apply(feature, id_grad_scale))
-
-
-def _batches(num: int, size: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    clips = torch.randn(num * size, T, 3, SIDE, SIDE, generator=gen)
-    label = torch.randint(0, K, (num * size,), generator=gen)
-    identity = torch.randint(0, P, (num * size,), generator=gen)
-    return [{"frames": clips[i:i + size], "label": label[i:i + size], "identity": identity[i:i + size]}
-            for i in range(0, num * size, size)]
-
-
-def _merge(batches: list[dict[str, torch.Tensor]], groups: list[int]) -> list[dict[str, torch.Tensor]]:
-    out, start = [], 0
-    for size in groups:
-        part = batches[start:start + size]
-        out.append({k: torch.cat([b[k] for b in part]) for k in part[0]})
-        start += size
-    return out
-
-
-def _trainer(model: nn.Module, accumulation: int, steps: int, **kwargs) -> Trainer:
-    optimizer = build_optimizer(model, lr=1e-2, new_module_lr_mult=10.0, weight_decay=0.05,
-                                betas=(0.9, 0.98), eps=1e-8)
-    scheduler = CosineWarmupScheduler(optimizer, total_steps=steps, warmup_steps=1)
-    return Trainer(model=model, optimizer=optimizer, scheduler=scheduler,
-                   loss_fn=PrivacyLoss(mode=kwargs.pop("mode", "aux"), weight=0.5, label_smoothing=0.1),
-                   device=torch.device("cpu"), accumulation_steps=accumulation, **kwargs)
 
 
 @pytest.mark.parametrize("mode", ["aux", "adversarial", "none"])
@@ -110,21 +46,6 @@ def test_adversarial_reverses_the_encoder_gradient_only():
         grads[mode] = (model.encoder.weight.grad.clone(), model.id_head.weight.grad.clone())
     torch.testing.assert_close(grads["adversarial"][0], -grads["aux"][0])
     torch.testing.assert_close(grads["adversarial"][1], grads["aux"][1])
-
-
-def test_adversarial_extra_head_steps_touch_only_the_head():
-    torch.manual_seed(0)
-    model = FakeModel()
-    head_optimizer = torch.optim.AdamW(model.id_head.parameters(), lr=1e-2)
-    trainer = _trainer(model, accumulation=1, steps=1, mode="adversarial", head_optimizer=head_optimizer,
-                       head_steps=2)
-    batch = _batches(1, 4)[0]
-    before = copy.deepcopy(model.state_dict())
-    trainer._head_updates(batch["frames"], None, batch["identity"])
-    after = model.state_dict()
-    assert torch.equal(before["encoder.weight"], after["encoder.weight"])
-    assert torch.equal(before["action.weight"], after["action.weight"])
-    assert not torch.equal(before["id_head.weight"], after["id_head.weight"])
 
 
 def test_nonfinite_loss_skips_the_update_then_stops():

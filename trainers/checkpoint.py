@@ -1,18 +1,31 @@
 """Checkpoints: one plain dict holding the whole training state, written atomically, loadable with
-``torch.load(weights_only=True)``; resume-file selection; original-release files converted."""
+``torch.load(weights_only=True)``; the saver that keeps ``best.pth`` and the periodic files as hard
+links of the completed ``last.pth`` and prunes old periodic files; resume-file selection;
+original-release files converted.
+
+Every file is read by :func:`models.convert.load_checkpoint_file` and every failure is a
+:class:`models.convert.CheckpointError` (``models/`` never imports this package, so the reader
+lives there).
+
+Crash consistency: ``last.pth`` is the commit point of a save. It records in ``links`` the names
+that must be hard links (or copies) of it; after a kill between its rename and the links,
+:meth:`CheckpointSaver.repair` recreates them at the next start.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import pickle
 import re
-import zipfile
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from utils.errors import UserError
+from models.convert import (CheckpointError, convert_original_state_dict, extract_state_dict,
+                            is_original_state_dict, load_checkpoint_file)
 from utils.misc import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -20,11 +33,14 @@ logger = logging.getLogger(__name__)
 LAST_NAME = "last.pth"
 BEST_NAME = "best.pth"
 EPOCH_PATTERN = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
-FORMAT_VERSION = 1  # bumped when the layout of the dict changes
+TEMP_GLOB = ".tmp_*.pth"  # temporaries of atomic_write and of the link step
+LINK_TEMP_PREFIX = ".tmp_link_"
+LINKS_KEY = "links"  # names that must be hard links (or copies) of the checkpoint holding them
+FORMAT_VERSION = 2  # 2: ``links`` added, ``sampler`` removed; version 1 files still load
 
-
-class CheckpointError(UserError):
-    """A checkpoint file that is missing, unreadable or of the wrong kind."""
+__all__ = ["BEST_NAME", "CheckpointError", "CheckpointSaver", "FORMAT_VERSION", "LAST_NAME",
+           "LINKS_KEY", "epoch_checkpoint_name", "find_latest_checkpoint", "link_or_copy",
+           "load_checkpoint", "load_model_weights", "prune_temporaries", "save_checkpoint"]
 
 
 def epoch_checkpoint_name(epoch: int) -> str:
@@ -43,68 +59,158 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
-def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False) -> dict[str, Any]:
     """Reads a checkpoint to CPU.
 
-    Files written by this project load with ``weights_only=True``. A file of the original release
-    (pickled yacs config) is read through :mod:`models.convert` only with ``allow_pickle``, and its
-    model weights are converted to this project's names; such a dict carries ``"original": True``.
+    Files written by this project (they hold ``format_version``) come back as written. Any other
+    dict is taken as model weights (an original-release file needs ``allow_pickle`` because it
+    pickles its yacs config); original-release names are converted to this project's, and the
+    dict returned is ``{"model": weights, "original": True}``.
 
     Args:
         path: checkpoint file.
         allow_pickle: opt-in to unpickle original-release files (unpickling runs code from the file).
+        mmap: map the tensors instead of reading them (see :func:`models.convert.load_checkpoint_file`).
 
     Raises:
-        CheckpointError: the file is missing or unreadable.
+        CheckpointError: the file is missing, unreadable or holds no model weights.
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path} (pass an existing .pth file or 'auto')")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return _load_original(path, allow_pickle)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); "
-                              "pass a complete file written by torch.save") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
-    if "format_version" not in state:
-        return _as_original(path, state)
-    return state
-
-
-def _as_original(path: str, state: dict[str, Any]) -> dict[str, Any]:
-    from models.convert import convert_original_state_dict, extract_state_dict, is_original_state_dict
-
+    state = load_checkpoint_file(path, allow_pickle, mmap=mmap)
+    if "format_version" in state:
+        return state
     weights = extract_state_dict(state)
     if not weights or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise CheckpointError(f"checkpoint {path} holds no model weights (expected a 'model' state dict)")
+        raise CheckpointError(f"checkpoint {path} holds no model weights (expected a 'model' state dict); "
+                              "pass a file written by this project or the original release")
     if is_original_state_dict(weights):
         logger.info("converting original-release weights of %s to this project's names", path)
         weights = convert_original_state_dict(weights)
     return {"model": weights, "original": True}
 
 
-def _load_original(path: str, allow_pickle: bool) -> dict[str, Any]:
-    from models.convert import load_checkpoint_file
+def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str) -> None:
+    """``model.load_state_dict(weights)`` (strict) with a one-line error naming the file.
 
+    Args:
+        model: the unwrapped model.
+        weights: its state dict from a checkpoint.
+        path: the checkpoint (for the message).
+
+    Raises:
+        CheckpointError: the weights do not fit the model.
+    """
     try:
-        state = load_checkpoint_file(path, allow_pickle)
-    except UserError:
-        raise
-    except Exception as exc:  # an arbitrary pickle can fail in any way; report it as one line
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); "
-                              "pass a file written by this project or the original release") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
-    return _as_original(path, state)
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"checkpoint {path} does not fit the model of this config: {first}; "
+                              "resume with the config that wrote it") from None
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Makes ``dst`` a hard link of ``src`` (``os.link`` to a temporary name, then ``os.replace``),
+    or an atomic copy where the file system has no hard links. Either way ``dst`` is replaced in
+    one step: a reader sees the old file or the new one.
+
+    Args:
+        src: the complete file.
+        dst: the name to give it (same folder).
+
+    Returns:
+        True for a hard link, False for a copy.
+    """
+    src, dst = str(src), str(dst)
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        return True  # already linked; renaming a link onto itself would keep the temporary
+    tmp = os.path.join(os.path.dirname(dst), LINK_TEMP_PREFIX + os.path.basename(dst))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:  # no hard links here (FAT, some network file systems, another device)
+        logger.debug("hard link %s -> %s failed (%s): copying", src, dst, exc)
+        with open(src, "rb") as source:
+            atomic_write(dst, lambda f: shutil.copyfileobj(source, f), binary=True)
+        return False
+    os.replace(tmp, dst)
+    return True
+
+
+class CheckpointSaver:
+    """Saves the training state as ``last.pth`` and keeps ``best.pth`` and ``ckpt_epoch_N.pth`` as
+    hard links of it (timm's saver); keeps the newest ``keep`` periodic files.
+
+    A save counts once ``last.pth`` is renamed into place; it records the names it owes in
+    ``links``, so :meth:`repair` can finish a save that a kill interrupted.
+
+    Args:
+        output_dir: the run folder.
+        keep: periodic files kept, newest epochs first (``SAVE_KEEP``; 0 keeps all).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, keep: int = 0) -> None:
+        self.folder = Path(output_dir)
+        self.keep = keep
+
+    @property
+    def last_path(self) -> Path:
+        """The checkpoint every save writes."""
+        return self.folder / LAST_NAME
+
+    def save(self, state: dict[str, Any], *, epoch: int, is_best: bool, periodic: bool) -> None:
+        """Writes ``state`` to ``last.pth``, then the links it owes, then prunes.
+
+        Args:
+            state: the checkpoint dict (without ``links``).
+            epoch: completed epochs (names the periodic file).
+            is_best: ``best.pth`` becomes this checkpoint.
+            periodic: ``ckpt_epoch_{epoch}.pth`` becomes this checkpoint.
+        """
+        links = ([BEST_NAME] if is_best else []) + ([epoch_checkpoint_name(epoch)] if periodic else [])
+        save_checkpoint({**state, LINKS_KEY: links}, self.last_path)
+        self._complete(links)
+        logger.info("saved %s (epoch %d%s)", self.last_path, epoch, "".join(f", {n}" for n in links))
+
+    def repair(self) -> list[str]:
+        """Finishes an interrupted save: makes every name that ``last.pth`` records a link of it
+        again (names already linked are left alone; where hard links fail they are copied again)
+        and prunes. Idempotent; call on rank 0 before training.
+
+        Returns:
+            The names that ``last.pth`` owes (now in place); empty without ``last.pth``.
+        """
+        if not self.last_path.is_file():
+            return []
+        links = list(load_checkpoint(self.last_path, mmap=True).get(LINKS_KEY, []))
+        missing = [name for name in links if not (self.folder / name).exists()]
+        if missing:
+            logger.warning("the last save was interrupted: recreating %s from %s", ", ".join(missing),
+                           self.last_path)
+        self._complete(links)
+        return links
+
+    def _complete(self, links: list[str]) -> None:
+        for name in links:
+            link_or_copy(self.last_path, self.folder / name)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Removes the periodic files beyond the newest ``keep`` epochs."""
+        if self.keep <= 0:
+            return
+        periodic = sorted((int(m.group(1)), path) for path in self.folder.iterdir()
+                          if (m := EPOCH_PATTERN.match(path.name)))
+        for _, path in periodic[:-self.keep]:
+            path.unlink(missing_ok=True)
+            logger.info("removed %s (SAVE_KEEP %d)", path, self.keep)
 
 
 def find_latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The newest complete checkpoint in ``output_dir`` (``last.pth`` or ``ckpt_epoch_N.pth``,
-    latest modification first, then the higher epoch). Temporary files of an interrupted save are
-    never chosen, since saves only ever rename complete files into these names."""
+    latest modification first, then ``last.pth``, then the higher epoch; hard links share the
+    modification time). Temporary files of an interrupted save are never chosen, since saves
+    only ever rename complete files into these names."""
     folder = Path(output_dir)
     if not folder.is_dir():
         return None
@@ -112,9 +218,9 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     if not candidates:
         return None
 
-    def key(path: Path) -> tuple[float, int]:
+    def key(path: Path) -> tuple[float, bool, int]:
         match = EPOCH_PATTERN.match(path.name)
-        return path.stat().st_mtime, int(match.group(1)) if match else -1
+        return path.stat().st_mtime, path.name == LAST_NAME, int(match.group(1)) if match else -1
 
     return str(max(candidates, key=key))
 
@@ -123,5 +229,5 @@ def prune_temporaries(output_dir: str | os.PathLike) -> None:
     """Removes temporary files left by an interrupted save (rank 0 only)."""
     folder = Path(output_dir)
     if folder.is_dir():
-        for path in folder.glob(".tmp_*.pth"):
+        for path in folder.glob(TEMP_GLOB):
             path.unlink(missing_ok=True)

@@ -1,14 +1,16 @@
 """Process-group setup from the launcher's environment (torchrun, torch.distributed.launch, SLURM)
-and the few collectives the trainer needs."""
+the few collectives the trainer needs, and the model inside its wrappers."""
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,12 @@ def init_distributed(local_rank_arg: int | None = None, use_cuda: bool | None = 
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device, distributed=True)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile`` and DDP wrappers (or the model itself)."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def cleanup_distributed() -> None:
     """Destroys the process group when one exists (safe to call after an error)."""
     if dist.is_available() and dist.is_initialized():
@@ -117,13 +125,21 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
-def all_reduce_max(value: float, info: DistInfo) -> float:
-    """The maximum of ``value`` over ranks."""
-    if not info.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=info.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())
+def all_reduce_mean_(tensors: Sequence[torch.Tensor], world_size: int) -> None:
+    """Replaces each tensor by its mean over the ranks, in place, in one collective (no-op for one
+    process). Every rank ends with the same values.
+
+    Args:
+        tensors: same list of tensors (shapes, dtype) on every rank.
+        world_size: number of processes.
+    """
+    if world_size == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world_size
+    for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        tensor.copy_(part.view_as(tensor))
 
 
 def barrier(info: DistInfo) -> None:

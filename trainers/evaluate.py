@@ -3,6 +3,7 @@ ranks so that every video counts exactly once, action and identity accuracies, m
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -155,12 +156,11 @@ def _write_per_class(path: str, per_class: torch.Tensor, counts: torch.Tensor, c
         name = class_names[k] if class_names and k < len(class_names) else str(k)
         acc = "" if torch.isnan(per_class[k]) else f"{float(per_class[k]):.2f}"
         rows.append([k, name, int(counts[k]), acc])
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class_id", "class_name", "videos", "acc1"])
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["class_id", "class_name", "videos", "acc1"])
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -94,26 +94,31 @@ class CosineWarmupScheduler:
     """Per-optimizer-step schedule: linear warmup from ``warmup_lr_ratio * peak`` to the peak over
     ``warmup_steps``, then cosine decay to ``min_lr_ratio * peak`` at ``total_steps``.
 
-    Each group's peak is the LR it had when the scheduler was built.
+    Each group's peak is the LR it had when the scheduler was built. One scheduler may drive
+    several optimizers on the same clock (the model's and the adversarial identity head's).
 
     Args:
-        optimizer: the optimizer whose groups are scheduled.
+        optimizer: the optimizer whose groups are scheduled, or a sequence of optimizers.
         total_steps: optimizer steps of the whole run.
         warmup_steps: warmup length in optimizer steps.
         min_lr_ratio: floor of the cosine as a fraction of the peak.
         warmup_lr_ratio: warmup start as a fraction of the peak.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,
-                 min_lr_ratio: float = 0.0, warmup_lr_ratio: float = 0.0) -> None:
-        self.optimizer = optimizer
+    def __init__(self, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer], *,
+                 total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0,
+                 warmup_lr_ratio: float = 0.0) -> None:
+        self.optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
         self.total_steps = max(int(total_steps), 1)
         self.warmup_steps = int(warmup_steps)
         self.min_lr_ratio = min_lr_ratio
         self.warmup_lr_ratio = warmup_lr_ratio
-        self.peak_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.peak_lrs = [group["lr"] for group in self._groups()]
         self.step_count = 0
         self._apply()
+
+    def _groups(self) -> list[dict[str, Any]]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
     def factor(self, step: int) -> float:
         """The LR multiplier after ``step`` optimizer steps."""
@@ -125,7 +130,7 @@ class CosineWarmupScheduler:
 
     def _apply(self) -> None:
         factor = self.factor(self.step_count)
-        for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
+        for group, peak in zip(self._groups(), self.peak_lrs):
             group["lr"] = peak * factor
 
     def step(self) -> None:
@@ -134,8 +139,8 @@ class CosineWarmupScheduler:
         self._apply()
 
     def get_last_lr(self) -> list[float]:
-        """The current LR of each group."""
-        return [group["lr"] for group in self.optimizer.param_groups]
+        """The current LR of each group (of every optimizer, in order)."""
+        return [group["lr"] for group in self._groups()]
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and peaks (plain types, checkpoint-safe)."""

@@ -1,45 +1,34 @@
-"""The training loop (accumulation, AMP, DDP, non-finite handling) and the experiment runner that
-wires data, model, optimizer, checkpoints and evaluation together."""
+"""The training step and loop: accumulation, AMP, DDP, non-finite handling, the adversarial
+identity-head alternation, and the trainer's checkpointed state."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
-import os
-import resource
-import shutil
-import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sized
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sized
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
-from yacs.config import CfgNode
 
-from datasets import build_loaders, build_mixup, to_device
+from datasets.device import to_device
 from datasets.mixup import MixDraw, Mixup
-from models import build_model
-from trainers.checkpoint import (BEST_NAME, LAST_NAME, CheckpointError, FORMAT_VERSION,
-                                 epoch_checkpoint_name, find_latest_checkpoint, load_checkpoint,
-                                 prune_temporaries, save_checkpoint)
-from trainers.distributed import DistInfo, all_gather_objects, barrier, broadcast_object
-from trainers.evaluate import evaluate, format_metrics
+from trainers.checkpoint import load_model_weights
+from trainers.distributed import all_reduce_mean_, unwrap
 from trainers.losses import PrivacyLoss
-from trainers.optim import CosineWarmupScheduler, build_optimizer, trainable_parameter_table
-from trainers.precision import autocast_context, build_grad_scaler
+from trainers.optim import CosineWarmupScheduler
+from trainers.precision import autocast_context
 from utils.errors import UserError
-from utils.misc import (AverageMeter, atomic_write, capture_rng_state, format_seconds,
-                        restore_rng_state)
+from utils.misc import AverageMeter, format_seconds, memory_mib
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MIB = 2 ** 20
-KIB_PER_MIB = 2 ** 10  # ru_maxrss is in KiB on Linux
+Batch = Mapping[str, torch.Tensor]
+LOSS_NAMES = ("loss", "action", "identity")
 
 
 class NonFiniteLossError(UserError):
@@ -63,33 +52,43 @@ class TrainCounters:
     nonfinite: int = 0
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside ``torch.compile`` and DDP wrappers (or the model itself)."""
-    model = getattr(model, "_orig_mod", model)
-    return model.module if isinstance(model, DistributedDataParallel) else model
+@dataclass
+class StepResult:
+    """What one optimizer step reports.
 
+    Args:
+        losses: ``loss``, ``action`` and ``identity``, undivided, averaged over the clips of the
+            window's micro-batches whose loss was finite (empty when none was).
+        finite_clips: clips behind ``losses`` (their weight in an epoch average).
+        clips: clips of the window (this rank).
+        grad_norm: global gradient norm before clipping.
+        updated: whether the optimizer stepped (False = skipped on non-finite gradients).
+        num_bad: unreadable samples the loader replaced in the window.
+    """
 
-def memory_mib(device: torch.device) -> float:
-    """Peak memory of this process: allocated GPU memory on CUDA, resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / BYTES_PER_MIB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
+    losses: dict[str, float]
+    finite_clips: int
+    clips: int
+    grad_norm: float
+    updated: bool
+    num_bad: int
 
 
 @dataclass
 class Trainer:
-    """One epoch at a time: micro-batches accumulated into optimizer steps.
+    """Optimizer steps over windows of micro-batches; :meth:`train_step` is the whole update.
 
-    The loss of each micro-batch is divided by the size of its accumulation window (the last
-    window of an epoch may be shorter), so k micro-batches of b clips give the update of one batch
-    of k*b clips. DDP synchronises gradients only on the last micro-batch of a window. The
-    scheduler advances once per optimizer step.
+    The loss of each micro-batch is divided by the size of its window (the last window of an
+    epoch may be shorter), so k micro-batches of b clips give the update of one batch of k*b
+    clips. DDP synchronises gradients only on the last micro-batch of a window. The scheduler
+    advances once per optimizer step.
 
     Args:
-        model: the model, DDP-wrapped when distributed; ``model(frames, id_grad_scale=s, mix=m)``
-            returns (action logits [B, K], identity logits [B, P]).
+        model: the model, DDP-wrapped when distributed; ``model(frames, id_grad_scale=s, mix=m)`` returns
+            (action logits [B, K], identity logits [B, P]) and with ``return_video=True`` also
+            the normalised video feature [B, E] the identity head consumed.
         optimizer: the optimizer of every trainable parameter.
-        scheduler: per-step LR schedule.
+        scheduler: per-step LR schedule (of ``optimizer`` and ``head_optimizer``).
         loss_fn: action + privacy loss.
         device: compute device.
         precision: fp32 | bf16 | fp16.
@@ -101,7 +100,7 @@ class Trainer:
         max_nonfinite: skipped updates tolerated before stopping (non-fp16).
         head_optimizer: adversarial alternation: optimizer of the identity head alone.
         head_steps: extra identity-head updates per optimizer step (``TRAIN.ADV_STEPS - 1``).
-        world_size: ranks (for the global clips/s).
+        world_size: ranks (global clips/s; the extra head updates average their gradients).
         print_freq: progress line every N optimizer steps.
         writer: TensorBoard writer (rank 0) or None.
         counters: the counters, updated in place.
@@ -125,24 +124,145 @@ class Trainer:
     writer: Any = None
     counters: TrainCounters = field(default_factory=TrainCounters)
 
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything of the trainer a checkpoint holds (plain types and tensors).
+
+        Keys: ``model``, ``optimizer``, ``head_optimizer``, ``scheduler``, ``scaler`` (None when
+        absent), the :class:`TrainCounters` fields ``epoch``, ``global_step``, ``best_acc1``,
+        ``nonfinite``, and ``mixup_rng`` (the mixup generator state as JSON, or None).
+        """
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "head_optimizer": self.head_optimizer.state_dict() if self.head_optimizer is not None else None,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            **asdict(self.counters),
+            "mixup_rng": json.dumps(self.mixup.rng.bit_generator.state) if self.mixup is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], path: str = "checkpoint") -> None:
+        """Restores what :meth:`state_dict` returned (other keys of a checkpoint are ignored).
+
+        An entry the checkpoint lacks for a component of this run (head optimizer, scaler, mixup
+        generator: the config changed) leaves that component fresh, with a warning.
+
+        Args:
+            state: a checkpoint dict.
+            path: the checkpoint file (for messages).
+
+        Raises:
+            CheckpointError: the weights do not fit the model.
+        """
+        load_model_weights(unwrap(self.model), state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        optional = {"head_optimizer": self.head_optimizer, "scaler": self.scaler, "mixup_rng": self.mixup}
+        for key, component in optional.items():
+            if component is not None and state.get(key) is None:
+                logger.warning("checkpoint %s has no %s: it starts fresh", path, key)
+        if self.head_optimizer is not None and state.get("head_optimizer") is not None:
+            self.head_optimizer.load_state_dict(state["head_optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.mixup is not None and state.get("mixup_rng") is not None:
+            self.mixup.rng.bit_generator.state = json.loads(state["mixup_rng"])
+        self.counters = TrainCounters(epoch=int(state["epoch"]), global_step=int(state["global_step"]),
+                                      best_acc1=float(state["best_acc1"]), nonfinite=int(state["nonfinite"]))
+
+    # ------------------------------------------------------------------ one step
     def steps_per_epoch(self, num_batches: int) -> int:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
         return math.ceil(num_batches / self.accumulation_steps)
+
+    def _inputs(self, batch: Batch) -> tuple[torch.Tensor, MixDraw | None, torch.Tensor, torch.Tensor]:
+        """A loader batch -> model inputs on the device: (frames for the input encoder, uint8
+        [B, T, F, C, S, S]; the batch's mix or None; action target [B] or [B, K]; identity target
+        [B] or [B, P]); mixup makes the targets soft."""
+        batch = to_device(batch, self.device)
+        frames, label, identity = batch["frames"], batch["label"], batch["identity"]
+        if self.mixup is None:
+            return frames, None, label, identity
+        mix = self.mixup.draw(frames.shape[0], frames.shape[-2], frames.shape[-1], self.device)
+        return (frames, mix) + mix.targets(label, identity)  # soft targets [B, K], [B, P]
 
     def _sync_context(self, last_in_window: bool) -> contextlib.AbstractContextManager:
         if isinstance(self.model, DistributedDataParallel) and not last_in_window:
             return self.model.no_sync()
         return contextlib.nullcontext()
 
-    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, MixDraw | None, torch.Tensor, torch.Tensor]:
-        """(frames for the input encoder, the batch's mix or None, action target, identity target)."""
-        batch = to_device(batch, self.device)
-        frames = batch["frames"]  # uint8 [B, T, F, C, S, S]
-        label, identity = batch["label"], batch["identity"]
-        if self.mixup is None:
-            return frames, None, label, identity
-        mix = self.mixup.draw(frames.shape[0], frames.shape[-2], frames.shape[-1], self.device)
-        return (frames, mix) + mix.targets(label, identity)  # soft targets [B, K], [B, P]
+    def _forward(self, frames: torch.Tensor, mix: MixDraw | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(action logits, identity logits, video feature or None without head updates)."""
+        scale = self.loss_fn.id_grad_scale
+        with autocast_context(self.precision, self.device):
+            if self.head_steps > 0 and self.head_optimizer is not None:
+                return self.model(frames, id_grad_scale=scale, mix=mix, return_video=True)
+            action_logits, identity_logits = self.model(frames, id_grad_scale=scale, mix=mix)
+        return action_logits, identity_logits, None
+
+    def train_step(self, micro_batches: Iterable[Batch], window: int | None = None) -> StepResult:
+        """One optimizer step over one accumulation window: forward and backward of each
+        micro-batch (loss divided by ``window``), gradient norm and clipping, the update (or its
+        skip on non-finite gradients), the extra identity-head updates, the scheduler step.
+
+        Micro-batches are drawn one at a time, so only one is on the device. A window of k
+        micro-batches of b clips gives the update of one batch of k*b clips, the head updates
+        included (they run on the whole window's features). A benchmark times one real optimizer
+        step with ``trainer.train_step([batch])``.
+
+        Args:
+            micro_batches: loader batches (``frames`` for the input encoder or uncropped frames
+                for :func:`~datasets.device.to_device`, ``label`` [B], ``identity`` [B], optional
+                ``num_bad``); the first
+                ``window`` are used (an iterator advances by exactly that many).
+            window: micro-batches of this step; None = ``len(micro_batches)``.
+
+        Returns:
+            The losses and norms of the step.
+
+        Raises:
+            NonFiniteLossError: more than ``max_nonfinite`` skipped updates in the run.
+            ValueError: fewer than ``window`` micro-batches.
+        """
+        if window is None:
+            if not isinstance(micro_batches, Sized):
+                raise ValueError("train_step needs window= for an iterator of micro-batches")
+            window = len(micro_batches)
+        sums = dict.fromkeys(LOSS_NAMES, 0.0)
+        clips_seen = finite_clips = num_bad = drawn = 0
+        videos, identity_targets = [], []
+        self.optimizer.zero_grad(set_to_none=True)
+        for drawn, batch in enumerate(itertools.islice(micro_batches, window), start=1):
+            frames, mix, action_target, identity_target = self._inputs(batch)
+            with self._sync_context(last_in_window=drawn == window):
+                action_logits, identity_logits, video = self._forward(frames, mix)
+                losses = self.loss_fn(action_logits, identity_logits, action_target, identity_target)
+                self._backward(losses["loss"] / window)
+            if video is not None:
+                videos.append(video.detach())
+                identity_targets.append(identity_target)
+            batch_size = frames.shape[0]
+            clips_seen += batch_size
+            num_bad += int(batch["num_bad"].sum()) if "num_bad" in batch else 0
+            values = {name: float(losses[name].detach()) for name in LOSS_NAMES}
+            if math.isfinite(values["loss"]):
+                finite_clips += batch_size
+                for name in LOSS_NAMES:
+                    sums[name] += values[name] * batch_size
+        if drawn != window:
+            raise ValueError(f"train_step got {drawn} micro-batches for a window of {window}")
+        grad_norm = self._grad_norm(self.optimizer, self.clip_grad)
+        updated = self._apply_update(self.optimizer, grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._handle_skip(updated, window_nonfinite=finite_clips < clips_seen)
+        if updated and videos:
+            self._head_updates(torch.cat(videos), torch.cat(identity_targets))
+        self.scheduler.step()
+        self.counters.global_step += 1
+        losses_avg = {name: total / finite_clips for name, total in sums.items()} if finite_clips else {}
+        return StepResult(losses=losses_avg, finite_clips=finite_clips, clips=clips_seen,
+                          grad_norm=float(grad_norm), updated=updated, num_bad=num_bad)
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -152,7 +272,7 @@ class Trainer:
 
     def _grad_norm(self, optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
         """Unscales (fp16), clips when asked and returns the global gradient norm (identical on all
-        ranks after DDP's all-reduce, so every rank takes the same skip decision)."""
+        ranks after the all-reduce, so every rank takes the same skip decision)."""
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -174,97 +294,33 @@ class Trainer:
         optimizer.step()
         return True
 
-    def _head_updates(self, frames: torch.Tensor, mix: MixDraw | None, identity_target: torch.Tensor) -> None:
-        """Adversarial alternation: extra identity-head updates on the last micro-batch, with no
-        gradient into the encoder (``id_grad_scale`` 0)."""
-        for _ in range(self.head_steps):
-            with autocast_context(self.precision, self.device):
-                action_logits, identity_logits = self.model(frames, id_grad_scale=0.0, mix=mix)
-            loss = self.loss_fn.identity_only(identity_logits, identity_target) + 0.0 * action_logits.sum()
-            self._backward(loss)
-            grad_norm = self._grad_norm(self.head_optimizer, 0.0)
-            self._apply_update(self.head_optimizer, grad_norm)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.head_optimizer.zero_grad(set_to_none=True)
-
-    def train_one_epoch(self, loader: Iterable[dict[str, torch.Tensor]] | Sized, epoch: int,
-                        num_epochs: int) -> dict[str, float]:
-        """Trains one epoch.
+    def _head_updates(self, video: torch.Tensor, identity_target: torch.Tensor) -> None:
+        """Adversarial alternation: ``head_steps`` updates of the identity head alone on the
+        detached video features of the step's window, as the forward computed them before the
+        encoder's update (no encoder forward, no DDP). Each rank's head gradients are averaged
+        over the ranks, so the heads stay identical.
 
         Args:
-            loader: training batches (``clips`` [B, T, 3, H, W], ``label`` [B], ``identity`` [B]).
-            epoch: 0-based epoch index (for logs).
-            num_epochs: total epochs (for logs).
-
-        Returns:
-            Average undivided losses of the epoch and the number of skipped updates.
-
-        Raises:
-            NonFiniteLossError: more than ``max_nonfinite`` skipped updates in the run.
+            video: detached normalised video features of the window [N, E].
+            identity_target: their identity targets [N] or [N, P].
         """
-        self.model.train()
-        num_batches = len(loader)
-        steps = self.steps_per_epoch(num_batches)
-        meters = {name: AverageMeter() for name in ("loss", "action", "identity")}
-        num_bad = 0
-        clips_seen = 0
-        start = time.time()
-        self.optimizer.zero_grad(set_to_none=True)
-        window_nonfinite = False
-        for index, batch in enumerate(loader):
-            window_start = index - index % self.accumulation_steps
-            window = min(self.accumulation_steps, num_batches - window_start)
-            last_in_window = index - window_start == window - 1
-            frames, mix, action_target, identity_target = self._inputs(batch)
-            with self._sync_context(last_in_window):
-                with autocast_context(self.precision, self.device):
-                    action_logits, identity_logits = self.model(frames, id_grad_scale=self.loss_fn.id_grad_scale,
-                                                                mix=mix)
-                losses = self.loss_fn(action_logits, identity_logits, action_target, identity_target)
-                self._backward(losses["loss"] / window)
-            batch_size = frames.shape[0]
-            clips_seen += batch_size
-            num_bad += int(batch["num_bad"].sum()) if "num_bad" in batch else 0
-            loss_value = float(losses["loss"].detach())
-            if not math.isfinite(loss_value):
-                window_nonfinite = True
-            else:
-                for name in meters:
-                    meters[name].update(float(losses[name].detach() if name != "loss" else loss_value), batch_size)
-            if not last_in_window:
-                continue
-            step_in_epoch = index // self.accumulation_steps + 1
-            grad_norm = self._grad_norm(self.optimizer, self.clip_grad)
-            updated = self._apply_update(self.optimizer, grad_norm)
-            self.optimizer.zero_grad(set_to_none=True)
-            self._handle_skip(updated, window_nonfinite, epoch)
-            window_nonfinite = False
-            if updated and self.head_steps and self.head_optimizer is not None:
-                self._head_updates(frames, mix, identity_target)
-            self.scheduler.step()
-            self.counters.global_step += 1
-            elapsed = time.time() - start
-            rate = clips_seen * self.world_size / max(elapsed, 1e-9)
-            lr = self.scheduler.get_last_lr()[0]
-            self._log_step(meters, lr, float(grad_norm), rate)
-            if step_in_epoch % self.print_freq == 0 or step_in_epoch == steps:
-                eta = elapsed / step_in_epoch * (steps - step_in_epoch)
-                logger.info(
-                    "Train: [%d/%d][%d/%d] eta %s lr %.3e loss %.4f (%.4f) action %.4f identity %.4f "
-                    "grad norm %.3f clips/s %.1f mem %.0f MiB", epoch + 1, num_epochs, step_in_epoch,
-                    steps, format_seconds(eta), lr, meters["loss"].val, meters["loss"].avg,
-                    meters["action"].avg, meters["identity"].avg, float(grad_norm), rate,
-                    memory_mib(self.device))
-        if num_bad:
-            logger.warning("epoch %d: %d unreadable samples skipped (DATA.SKIP_BAD)", epoch + 1, num_bad)
-        return {"loss": meters["loss"].avg, "action": meters["action"].avg,
-                "identity": meters["identity"].avg, "num_bad": num_bad,
-                "time": time.time() - start}
+        head = unwrap(self.model).id_head
+        params = [p for group in self.head_optimizer.param_groups for p in group["params"]]
+        for _ in range(self.head_steps):
+            with autocast_context(self.precision, self.device):
+                identity_logits = head(video)  # [N, P]
+            self._backward(self.loss_fn.identity_only(identity_logits, identity_target))
+            all_reduce_mean_([p.grad for p in params if p.grad is not None], self.world_size)
+            grad_norm = self._grad_norm(self.head_optimizer, 0.0)
+            if not self._apply_update(self.head_optimizer, grad_norm):
+                logger.info("identity-head update skipped at step %d (non-finite gradients)",
+                            self.counters.global_step + 1)
+            self.head_optimizer.zero_grad(set_to_none=True)
 
-    def _handle_skip(self, updated: bool, window_nonfinite: bool, epoch: int) -> None:
-        step = self.counters.global_step + 1
+    def _handle_skip(self, updated: bool, window_nonfinite: bool) -> None:
+        step, epoch = self.counters.global_step + 1, self.counters.epoch + 1
         if window_nonfinite:
-            logger.warning("non-finite loss at optimizer step %d (epoch %d)", step, epoch + 1)
+            logger.warning("non-finite loss at optimizer step %d (epoch %d)", step, epoch)
         if updated:
             return
         if self.scaler is not None:
@@ -273,11 +329,58 @@ class Trainer:
             return
         self.counters.nonfinite += 1
         logger.warning("non-finite gradient at optimizer step %d (epoch %d): update skipped (%d of %d tolerated)",
-                       step, epoch + 1, self.counters.nonfinite, self.max_nonfinite)
+                       step, epoch, self.counters.nonfinite, self.max_nonfinite)
         if self.counters.nonfinite > self.max_nonfinite:
             raise NonFiniteLossError(
                 f"loss or gradients non-finite {self.counters.nonfinite} times (last at optimizer step {step}); "
                 "lower TRAIN.LR, set TRAIN.CLIP_GRAD or TRAIN.PRECISION fp32, or raise TRAIN.MAX_NONFINITE")
+
+    # ------------------------------------------------------------------ one epoch
+    def train_one_epoch(self, loader: Iterable[Batch] | Sized, epoch: int, num_epochs: int) -> dict[str, float]:
+        """Trains one epoch: :meth:`train_step` over consecutive windows of ``accumulation_steps``
+        micro-batches (the last window takes what remains).
+
+        Args:
+            loader: training batches (see :meth:`train_step`).
+            epoch: 0-based epoch index (for logs).
+            num_epochs: total epochs (for logs).
+
+        Returns:
+            Average undivided losses of the epoch, the number of unreadable samples and the time.
+
+        Raises:
+            NonFiniteLossError: more than ``max_nonfinite`` skipped updates in the run.
+        """
+        self.model.train()
+        num_batches = len(loader)
+        steps = self.steps_per_epoch(num_batches)
+        meters = {name: AverageMeter() for name in LOSS_NAMES}
+        num_bad = clips_seen = 0
+        start = time.time()
+        batches = iter(loader)
+        for step_in_epoch in range(1, steps + 1):
+            window = min(self.accumulation_steps, num_batches - (step_in_epoch - 1) * self.accumulation_steps)
+            result = self.train_step(batches, window)
+            clips_seen += result.clips
+            num_bad += result.num_bad
+            for name, value in result.losses.items():
+                meters[name].update(value, result.finite_clips)
+            elapsed = time.time() - start
+            rate = clips_seen * self.world_size / max(elapsed, 1e-9)
+            lr = self.scheduler.get_last_lr()[0]
+            self._log_step(meters, lr, result.grad_norm, rate)
+            if step_in_epoch % self.print_freq == 0 or step_in_epoch == steps:
+                eta = elapsed / step_in_epoch * (steps - step_in_epoch)
+                logger.info(
+                    "Train: [%d/%d][%d/%d] eta %s lr %.3e loss %.4f (%.4f) action %.4f identity %.4f "
+                    "grad norm %.3f clips/s %.1f mem %.0f MiB", epoch + 1, num_epochs, step_in_epoch,
+                    steps, format_seconds(eta), lr, meters["loss"].val, meters["loss"].avg,
+                    meters["action"].avg, meters["identity"].avg, result.grad_norm, rate,
+                    memory_mib(self.device))
+        if num_bad:
+            logger.warning("epoch %d: %d unreadable samples skipped (DATA.SKIP_BAD)", epoch + 1, num_bad)
+        return {"loss": meters["loss"].avg, "action": meters["action"].avg,
+                "identity": meters["identity"].avg, "num_bad": num_bad, "time": time.time() - start}
 
     def _log_step(self, meters: dict[str, AverageMeter], lr: float, grad_norm: float, rate: float) -> None:
         if self.writer is None:
@@ -289,214 +392,3 @@ class Trainer:
         self.writer.add_scalar("train/grad_norm", grad_norm, step)
         self.writer.add_scalar("train/clips_per_s", rate, step)
         self.writer.add_scalar("train/memory_mib", memory_mib(self.device), step)
-
-
-# ----------------------------------------------------------------------------- state
-def training_state(trainer: Trainer, *, cfg: CfgNode, info: DistInfo, rng_states: list[dict[str, Any]],
-                   mixup_state: str | None) -> dict[str, Any]:
-    """The checkpoint dict: everything needed to continue the run where it stopped."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": unwrap(trainer.model).state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "head_optimizer": trainer.head_optimizer.state_dict() if trainer.head_optimizer is not None else None,
-        "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
-        "epoch": trainer.counters.epoch,
-        "global_step": trainer.counters.global_step,
-        "best_acc1": trainer.counters.best_acc1,
-        "nonfinite": trainer.counters.nonfinite,
-        "rng": rng_states,
-        "mixup_rng": mixup_state,
-        "sampler": {"epoch": trainer.counters.epoch, "seed": cfg.SEED},
-        "world_size": info.world_size,
-        "config": cfg.dump(),
-    }
-
-
-def restore_training_state(trainer: Trainer, state: dict[str, Any], info: DistInfo,
-                           mixup_rng: np.random.Generator | None, path: str = "checkpoint") -> None:
-    """Loads a checkpoint dict written by :func:`training_state` into ``trainer`` (every rank)."""
-    _load_weights(unwrap(trainer.model), state["model"], path)
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    if trainer.head_optimizer is not None and state.get("head_optimizer"):
-        trainer.head_optimizer.load_state_dict(state["head_optimizer"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    if trainer.scaler is not None and state.get("scaler"):
-        trainer.scaler.load_state_dict(state["scaler"])
-    trainer.counters = TrainCounters(epoch=int(state["epoch"]), global_step=int(state["global_step"]),
-                                     best_acc1=float(state["best_acc1"]), nonfinite=int(state["nonfinite"]))
-    if len(state["rng"]) == info.world_size:
-        restore_rng_state(state["rng"][info.rank])
-    else:
-        logger.warning("checkpoint written by %d ranks, resumed on %d: RNG streams restart",
-                       len(state["rng"]), info.world_size)
-    if mixup_rng is not None and state.get("mixup_rng"):
-        mixup_rng.bit_generator.state = json.loads(state["mixup_rng"])
-
-
-def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str) -> None:
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"checkpoint {path} does not fit the model of this config: {first}") from None
-
-
-def resolve_resume(cfg: CfgNode, info: DistInfo) -> str:
-    """The checkpoint to resume from: ``MODEL.RESUME`` as given, or for ``auto`` (or
-    ``TRAIN.AUTO_RESUME``) the newest complete checkpoint in OUTPUT, chosen by rank 0 and
-    broadcast so that every rank loads the same file. ``""`` = start fresh."""
-    resume = cfg.MODEL.RESUME
-    if resume != "auto" and not (resume == "" and cfg.TRAIN.AUTO_RESUME):
-        return resume
-    choice = find_latest_checkpoint(cfg.OUTPUT) if info.is_main else None
-    choice = broadcast_object(choice, info) or ""
-    if choice:
-        logger.info("auto resume: %s", choice)
-    else:
-        logger.info("auto resume: no checkpoint in %s, starting fresh", cfg.OUTPUT)
-    return choice
-
-
-# ----------------------------------------------------------------------------- runner
-def _copy_atomic(src: str, dst: str) -> None:
-    with open(src, "rb") as source:
-        atomic_write(dst, lambda f: shutil.copyfileobj(source, f), binary=True)
-
-
-def _build_head_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer | None:
-    if cfg.TRAIN.PRIVACY_LOSS != "adversarial" or cfg.TRAIN.ADV_STEPS <= 1:
-        return None
-    head = model.id_head
-    lr = cfg.TRAIN.LR * cfg.TRAIN.NEW_MODULE_LR_MULT
-    return torch.optim.AdamW(head.parameters(), lr=lr, betas=tuple(cfg.TRAIN.BETAS), eps=cfg.TRAIN.EPS,
-                             weight_decay=cfg.TRAIN.WEIGHT_DECAY)
-
-
-def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
-    """Trains and evaluates (or only evaluates) the experiment of ``cfg``.
-
-    Args:
-        cfg: the frozen experiment config.
-        info: this process's distributed info.
-
-    Returns:
-        The last evaluation metrics plus ``wall_time`` and ``num_classes``.
-    """
-    wall_start = time.time()
-    loaders = build_loaders(cfg, rank=info.rank, world_size=info.world_size)
-    model = build_model(cfg, loaders.class_names).to(info.device)
-    logger.info("trainable parameters per module:\n%s", trainable_parameter_table(model))
-    optimizer = build_optimizer(model, lr=cfg.TRAIN.LR, new_module_lr_mult=cfg.TRAIN.NEW_MODULE_LR_MULT,
-                                weight_decay=cfg.TRAIN.WEIGHT_DECAY, betas=tuple(cfg.TRAIN.BETAS),
-                                eps=cfg.TRAIN.EPS)
-    steps_per_epoch = math.ceil(len(loaders.train) / cfg.TRAIN.ACCUMULATION_STEPS)
-    scheduler = CosineWarmupScheduler(optimizer, total_steps=cfg.TRAIN.EPOCHS * steps_per_epoch,
-                                      warmup_steps=cfg.TRAIN.WARMUP_EPOCHS * steps_per_epoch,
-                                      min_lr_ratio=cfg.TRAIN.MIN_LR_RATIO,
-                                      warmup_lr_ratio=cfg.TRAIN.WARMUP_LR_RATIO)
-    if cfg.TRAIN.OPT_LEVEL:
-        logger.info("TRAIN.OPT_LEVEL %s (apex) mapped to torch.amp precision %s", cfg.TRAIN.OPT_LEVEL,
-                    cfg.TRAIN.PRECISION)
-    mixup_rng = np.random.default_rng([cfg.SEED, info.rank])
-    loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS, weight=cfg.TRAIN.PRIVACY_WEIGHT,
-                          label_smoothing=cfg.AUG.LABEL_SMOOTH)
-    trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
-                      device=info.device, precision=cfg.TRAIN.PRECISION,
-                      scaler=build_grad_scaler(cfg.TRAIN.PRECISION, info.device),
-                      mixup=build_mixup(cfg, mixup_rng), accumulation_steps=cfg.TRAIN.ACCUMULATION_STEPS,
-                      clip_grad=cfg.TRAIN.CLIP_GRAD, max_nonfinite=cfg.TRAIN.MAX_NONFINITE,
-                      head_optimizer=_build_head_optimizer(cfg, model), head_steps=cfg.TRAIN.ADV_STEPS - 1,
-                      world_size=info.world_size, print_freq=cfg.PRINT_FREQ)
-
-    resume = resolve_resume(cfg, info)
-    if resume:
-        state = load_checkpoint(resume, allow_pickle=cfg.MODEL.ALLOW_PICKLE)
-        if state.get("original"):
-            _load_weights(model, state["model"], resume)
-            logger.info("loaded original-release weights from %s (optimizer and schedule start fresh)", resume)
-        else:
-            restore_training_state(trainer, state, info, mixup_rng, resume)
-            logger.info("resumed from %s at epoch %d, step %d", resume, trainer.counters.epoch,
-                        trainer.counters.global_step)
-    if info.distributed:
-        trainer.model = DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            broadcast_buffers=False)
-    if cfg.TRAIN.COMPILE:
-        trainer.model = torch.compile(trainer.model)
-
-    def run_eval(epoch: int) -> dict[str, Any]:
-        metrics = evaluate(trainer.model, loaders.val, info=info, precision=cfg.TRAIN.PRECISION,
-                           num_classes=len(loaders.class_names), train_identities=loaders.train_identities,
-                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT)
-        logger.info("Test (epoch %d): %s", epoch, format_metrics(metrics))
-        return metrics
-
-    if cfg.TEST.ONLY_TEST:
-        metrics = run_eval(trainer.counters.epoch)
-        return {**metrics, "wall_time": time.time() - wall_start, "num_classes": len(loaders.class_names)}
-
-    writer = None
-    if info.is_main:
-        prune_temporaries(cfg.OUTPUT)
-        writer = SummaryWriter(cfg.OUTPUT)
-    trainer.writer = writer
-    metrics: dict[str, Any] = {}
-    try:
-        for epoch in range(trainer.counters.epoch, cfg.TRAIN.EPOCHS):
-            loaders.train_sampler.set_epoch(epoch)
-            stats = trainer.train_one_epoch(loaders.train, epoch, cfg.TRAIN.EPOCHS)
-            trainer.counters.epoch = done = epoch + 1
-            logger.info("epoch %d done in %s: loss %.4f", done, format_seconds(stats["time"]), stats["loss"])
-            is_best = False
-            if done % cfg.EVAL_FREQ == 0 or done == cfg.TRAIN.EPOCHS:
-                metrics = run_eval(done)
-                is_best = metrics["acc1"] is not None and metrics["acc1"] > trainer.counters.best_acc1
-                if is_best:
-                    trainer.counters.best_acc1 = metrics["acc1"]
-                if writer is not None:
-                    for key in ("acc1", "acc5", "mean_class_acc", "id_acc1", "id_acc5"):
-                        if metrics[key] is not None:
-                            writer.add_scalar(f"val/{key}", metrics[key], done)
-            _save(trainer, cfg, info, mixup_rng if trainer.mixup is not None else None, is_best)
-    finally:
-        if writer is not None:
-            writer.close()
-    if not metrics:
-        metrics = run_eval(trainer.counters.epoch)
-    return {**metrics, "best_acc1": trainer.counters.best_acc1, "wall_time": time.time() - wall_start,
-            "num_classes": len(loaders.class_names)}
-
-
-def _save(trainer: Trainer, cfg: CfgNode, info: DistInfo, mixup_rng: np.random.Generator | None,
-          is_best: bool) -> None:
-    """Writes last.pth (and the periodic and best checkpoints) on rank 0, with every rank's RNG."""
-    rng_states = all_gather_objects(capture_rng_state(), info)
-    if info.is_main:
-        mixup_state = json.dumps(mixup_rng.bit_generator.state) if mixup_rng is not None else None
-        state = training_state(trainer, cfg=cfg, info=info, rng_states=rng_states, mixup_state=mixup_state)
-        last = os.path.join(cfg.OUTPUT, LAST_NAME)
-        save_checkpoint(state, last)
-        epoch = trainer.counters.epoch
-        if epoch % cfg.SAVE_FREQ == 0 or epoch == cfg.TRAIN.EPOCHS:
-            _copy_atomic(last, os.path.join(cfg.OUTPUT, epoch_checkpoint_name(epoch)))
-        if is_best:
-            _copy_atomic(last, os.path.join(cfg.OUTPUT, BEST_NAME))
-        logger.info("saved %s (epoch %d)", last, epoch)
-    barrier(info)
-
-
-def print_summary(metrics: dict[str, Any], file: Any = None) -> None:
-    """The short summary printed at the end of a run: action top-1 beside chance, identity top-1, time."""
-    file = file if file is not None else sys.stdout
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.1f}%"
-
-    chance = 100.0 / metrics["num_classes"]
-    print(f"action top-1 {pct(metrics['acc1'])} (chance {chance:.1f}%), top-5 {pct(metrics['acc5'])}, "
-          f"mean class {pct(metrics['mean_class_acc'])}", file=file)
-    print(f"identity top-1 {pct(metrics['id_acc1'])} over {metrics['id_videos']} of {metrics['num_videos']} "
-          f"videos whose identity occurs in training ({metrics['num_views']} views per video)", file=file)
-    print(f"wall time {format_seconds(metrics['wall_time'])}", file=file)

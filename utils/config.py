@@ -150,6 +150,7 @@ _C.TEST.BATCH_SIZE = 8  # videos per evaluation batch per GPU
 _C.OUTPUT = "output/demo"  # run folder: config.yaml, log.txt, events, checkpoints, metrics.json
 _C.SEED = 1024  # global seed (each rank adds its rank)
 _C.SAVE_FREQ = 1  # save ckpt_epoch_N.pth every N epochs (last.pth and best.pth always)
+_C.SAVE_KEEP = 0  # keep the newest N periodic ckpt_epoch_N.pth files, delete older ones (0 keeps all)
 _C.PRINT_FREQ = 20  # progress line every N optimizer steps
 _C.EVAL_FREQ = 1  # evaluate every N epochs (and after the last)
 _C.DISTRIBUTED = False  # set by the launcher's environment / --distributed
@@ -275,6 +276,8 @@ def _validate(cfg: CN) -> None:
     for key in positive:
         if _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {_get(cfg, key)}")
+    if cfg.SAVE_KEEP < 0:
+        raise ConfigError(f"SAVE_KEEP must be 0 (keep all) or more, got {cfg.SAVE_KEEP}")
     if cfg.TRAIN.EPOCHS < 0 or cfg.TRAIN.WARMUP_EPOCHS < 0:
         raise ConfigError("TRAIN.EPOCHS and TRAIN.WARMUP_EPOCHS must not be negative")
     if not 1 <= cfg.DATA.SYNTHETIC.LPS_LEVEL <= 3:

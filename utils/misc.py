@@ -1,9 +1,10 @@
 """Small helpers shared by the launcher and the trainer: seeding, RNG state capture and restore,
-running averages, atomic text writes."""
+running averages, atomic writes, durations and peak memory."""
 from __future__ import annotations
 
 import os
 import random
+import resource
 import tempfile
 from typing import IO, Any, Callable
 
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 PIXEL_MAX = 255.0  # the top of the uint8 pixel scale (the project's one definition)
+BYTES_PER_MIB = 2 ** 20
+KIB_PER_MIB = 2 ** 10  # ru_maxrss is in KiB on Linux
 
 
 def seed_everything(seed: int) -> None:
@@ -112,3 +115,14 @@ def format_seconds(seconds: float) -> str:
     """Formats a duration as ``H:MM:SS``."""
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def memory_mib(device: torch.device) -> float:
+    """Peak memory of this process in MiB: allocated GPU memory on CUDA, resident set size on CPU.
+
+    Args:
+        device: the compute device.
+    """
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / BYTES_PER_MIB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
