@@ -1,9 +1,11 @@
-"""tools/benchmark.py on a tiny config: the JSON schema, consistent figures, exact memory tracking."""
+"""The benchmark (tools/bench, run as tools/benchmark.py) on a tiny config: the JSON schema,
+consistent figures, that the timed step is the run's Trainer.train_step, exact memory tracking."""
 import json
 
 import torch
 
 from tools import benchmark
+from trainers.trainer import Trainer
 
 TINY = ["DATA.SYNTHETIC.SIZE", "28", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SYNTHETIC.NUM_ACTIONS", "2",
         "DATA.SYNTHETIC.NUM_PERFORMERS", "2", "DATA.SYNTHETIC.NUM_SETUPS", "2",
@@ -12,9 +14,18 @@ TINY = ["DATA.SYNTHETIC.SIZE", "28", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SY
         "MODEL.CUSTOM.TEXT_LAYERS", "1", "TEST.NUM_CLIP", "1"]
 
 
-def test_benchmark_json_schema(tmp_path):
+def test_benchmark_json_schema(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
-    opts = TINY + ["DATA.SYNTHETIC.CACHE", str(tmp_path / "cache")]
+    opts = TINY + ["DATA.SYNTHETIC.CACHE", str(tmp_path / "cache"), "TRAIN.PRIVACY_WEIGHT", "0.5"]
+    steps = []  # (trainer, global step after the call) of every Trainer.train_step call
+    train_step = Trainer.train_step
+
+    def counted_train_step(self, *args, **kwargs):
+        result = train_step(self, *args, **kwargs)
+        steps.append((self, self.counters.global_step))
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", counted_train_step)
     assert benchmark.main(["--what", "all", "--json", str(out), "--reps", "1", "--warmup", "0",
                            "--batch-size", "2", "--data-clips", "2", "--peak-sizes", "64",
                            "--opts", *opts]) == 0
@@ -27,19 +38,27 @@ def test_benchmark_json_schema(tmp_path):
     assert abs(train["clips_per_s"] - 2 / train["step_s"]) < 1e-6 * train["clips_per_s"]
     assert abs(train["mfu"] - train["achieved_flops"] / train["peak_flops"]) < 1e-9
     assert abs(train["achieved_flops"] - train["flops_per_step"] / train["step_s"]) < 1e-6 * train["achieved_flops"]
+    # the timed step is the run's Trainer.train_step: counters, scheduler, the privacy term
+    assert train["timed_step"] == "Trainer.train_step"
+    first_trainer = steps[0][0]
+    train_calls = [step for trainer, step in steps if trainer is first_trainer]
+    assert train_calls == list(range(1, len(train_calls) + 1)) and train["global_step"] == len(train_calls)
+    assert train["scheduler_steps"] == train["global_step"]
+    losses = train["losses"]
+    assert losses["identity"] > 0 and abs(losses["loss"] - (losses["action"] + 0.5 * losses["identity"])) < 1e-4
+    assert train["privacy_loss"] == "aux" and train["grad_scaler"] is False
     ckpt = result["checkpointing"]
     assert ckpt["on"]["act_bytes"] < ckpt["off"]["act_bytes"]  # recomputed blocks keep less
     assert result["eval"]["clips_per_s"] > 0
     for backend in ("math", "sdpa"):
         assert result["attention"][backend]["fwd_bwd_s"] > 0
     assert "available" in result["attention"]["triton"]
-    for layout in ("video", "video_luma", "video_luma_device", "frames", "precomputed", "packed",
-                   "packed_device", "packed_device_train", "packed_short_train",
-                   "packed_crop_device_train", "jpeg_baseline"):
+    for layout in ("video", "video_opencv", "video_luma", "video_luma_device", "frames", "precomputed",
+                   "packed", "packed_short", "packed_short_train", "packed_crop_device_train", "jpeg_baseline"):
         assert result["data"][layout]["clips_per_s"] > 0, layout
     assert result["data"]["ratios"]["packed_over_precomputed"] > 0
-    device = result["data"]["packed_device"]
-    assert device["device_planes_ms"] > 0 and device["device_planes_max_abs_diff"] < 1e-4
+    device = result["data"]["packed_short"]  # input-size store: the windows, planes by the encoder
+    assert device["device_planes_ms"] > 0
     assert device["item_bytes"] == 4 * (4 + 2) * 16 * 16  # T (k + 2) S S uint8, k = FD_STRIDE 4
     frames = result["data"]["video_luma_device"]  # 28 px frames cropped and resized on the device
     assert frames["device_planes_ms"] > 0 and frames["device_planes_max_abs_diff_levels"] < 3

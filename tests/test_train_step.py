@@ -117,7 +117,7 @@ def test_mspnet_returns_the_video_feature_its_identity_head_consumed():
                              "MODEL.CUSTOM.PATCH_SIZE", "8"])
     torch.manual_seed(0)
     model = models.build_model(cfg, ["drink water", "eat meal", "clapping"]).eval()
-    clips = torch.randn(3, 2, 3, 16, 16)
+    clips = torch.randint(0, 256, (3, 2, 6, 1, 16, 16), dtype=torch.uint8)  # IFNS windows, k = 4
     calls = _count_calls(model.visual)
     with torch.no_grad():
         action, identity = model(clips)
