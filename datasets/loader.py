@@ -33,6 +33,8 @@ from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
+LAYOUTS = ("video", "frames", "precomputed", "packed")  # DATA.LAYOUT choices
+RGB_LAYOUTS = ("video", "frames")  # the layouts that hold the camera's RGB frames
 SYNTHETIC_FOLDERS = {"frames": "frames", "video": "videos"}
 SYNTHETIC_VIDEO_EXT = ".mp4"
 

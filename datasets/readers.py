@@ -49,6 +49,7 @@ MIN_LUMA_SPREAD = 8.0  # luma standard deviation (levels) from which the calibra
 LUMA_PIXEL_FORMATS = frozenset({"I420", "IYUV", "YV12", "NV12", "NV21", "Y800", "Y41B", "Y42B",
                                 "444P", "YV16", "YV24", "YUV9", "YVU9"})
 
+VIDEO_BACKENDS = ("auto", "decord", "opencv", "luma")  # DATA.VIDEO_BACKEND choices
 Levels = tuple[float, float]
 LEVEL_FIELDS = 2  # levels as floats: scale, offset
 

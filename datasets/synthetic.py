@@ -66,6 +66,7 @@ VIDEO_FOURCC = "mp4v"
 VIDEO_FPS = 30.0
 FRAME_NAME = "{:05d}.jpg"
 META_FILE = "meta.json"
+COPIES = ("raw", "lps")  # the clean and the film-degraded copy (DATA.SYNTHETIC.SOURCE choices)
 GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
 DEFAULT_WORKERS = 2  # rendering processes (the demo target is a 2-core machine)
 MIN_CLIPS_PER_WORKER = 64  # fewer clips than this per process do not repay a worker's start-up
@@ -365,7 +366,7 @@ def _make_clip(job: _Job) -> str:
     generator = torch.Generator().manual_seed(noise_seed)
     frames = torch.from_numpy(raw).permute(0, 3, 1, 2)  # [T, 3, H, W]
     lps = simulate_lps(frames, job.lps_level, generator).permute(0, 2, 3, 1).contiguous().numpy()
-    for copy, data in (("raw", raw), ("lps", lps)):
+    for copy, data in zip(COPIES, (raw, lps)):
         _write_frames(root / copy / "frames" / key.name, data)
         _write_video(root / copy / "videos" / f"{key.name}.mp4", data)
     return key.name
@@ -413,7 +414,7 @@ def generate(out: Path, *, seed: int, size: int, num_frames: int, num_actions: i
                      num_replications=num_replications)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    for copy in ("raw", "lps"):
+    for copy in COPIES:
         (tmp / copy / "videos").mkdir(parents=True)
     jobs = [_Job(key, str(tmp), seed, size, num_frames, lps_level) for key in keys]
     try:

@@ -24,6 +24,7 @@ from utils.misc import PIXEL_MAX
 JITTER_STRENGTH = 0.4  # brightness and contrast factors drawn from [1 - s, 1 + s]
 MAX_SCALE_DISTORTION = 1  # TSN: height and width scale indices differ by at most this
 AREA_SHRINK = 2  # area interpolation from this shrink factor on, bilinear below
+TEST_CROPS = (1, 3)  # TEST.NUM_CROP choices: the centre, or three along the long side
 BOX_FIELDS = 5  # a box as integers: top, left, height, width, flip
 JITTER_FIELDS = 2  # a jitter as floats: brightness, contrast
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from models.attention import BACKENDS, Attention
 from models.clip import ClipSize, Transformer, init_clip_transformer, tokenize
+from models.heads import IdentityHead, scale_grad
 from models.prompt import VideoPrompt
 from models.temporal import TemporalFusion
 from models.vision import VisionTransformer, init_new_module
@@ -20,24 +21,6 @@ LOGIT_SCALE_INIT = math.log(1 / 0.07)  # CLIP's initial temperature
 TOKEN_EMBEDDING_STD = 0.02
 TEXT_POSITION_STD = 0.01
 FREEZABLE = ("text", "visual")
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the incoming gradient by ``scale`` backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return grad * ctx.scale, None
-
-
-def scale_grad(x: Tensor, scale: float) -> Tensor:
-    """Returns x unchanged; its gradient is multiplied by ``scale`` (negative = gradient reversal)."""
-    return x if scale == 1.0 else _ScaleGrad.apply(x, scale)
 
 
 class MSPNet(nn.Module):
@@ -80,7 +63,7 @@ class MSPNet(nn.Module):
                                        layers=temporal_layers, backend=backend)
         self.prompt = VideoPrompt(vision_width=size.width, width=size.embed_dim, layers=prompt_layers,
                                   alpha=prompt_alpha, backend=backend)
-        self.id_head = nn.Linear(size.embed_dim, num_identities)
+        self.id_head = IdentityHead(size.embed_dim, num_identities)
         self.register_buffer("text_tokens", tokenize(list(class_names), size.context_length),
                              persistent=False)
         self.register_buffer("text_cache", None, persistent=False)

@@ -42,6 +42,15 @@ def test_opt_level_maps_onto_precision(tmp_path):
     (["MODEL.FREEZE", "['temporal']"], "MODEL.FREEZE"),
     (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE"),
     (["DATA.NUM_FRAMES"], "KEY VALUE pairs"),
+    (["MODEL.CUSTOM.EMBED_DIM", "32"], "MODEL.CUSTOM.EMBED_DIM must be a positive multiple of 64"),
+    (["MODEL.CUSTOM.TEXT_WIDTH", "32"], "MODEL.CUSTOM.TEXT_WIDTH"),
+    (["MODEL.CUSTOM.WIDTH", "0"], "MODEL.CUSTOM.WIDTH"),
+    (["MODEL.CUSTOM.PATCH_SIZE", "0"], "MODEL.CUSTOM.PATCH_SIZE must be at least 1"),
+    (["MODEL.CUSTOM.LAYERS", "0"], "MODEL.CUSTOM.LAYERS"),
+    (["MODEL.CUSTOM.PATCH_SIZE", "5"], "multiple of MODEL.CUSTOM.PATCH_SIZE 5"),
+    (["DATA.DATASET", "ntu60", "DATA.BENCHMARK", "xset"], "does not exist for DATA.DATASET ntu60"),
+    (["DATA.LAYOUT", "tape"], "DATA.LAYOUT"),
+    (["DATA.PLANES_ON_DEVICE", "True"], "DATA.PLANES_ON_DEVICE was removed"),
 ])
 def test_bad_overrides_are_one_line_user_errors(opts, needle):
     with pytest.raises(UserError) as info:
@@ -62,6 +71,13 @@ def test_bad_files(tmp_path):
     loop = _write(tmp_path / "loop.yaml", "BASE: ['loop.yaml']\n")
     with pytest.raises(ConfigError, match="includes itself"):
         load_config(loop)
+
+
+def test_removed_key_in_a_file_says_what_replaced_it(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("DATA:\n  PLANES_ON_DEVICE: True\n")
+    with pytest.raises(UserError, match=r"old.yaml: DATA.PLANES_ON_DEVICE was removed: the input encoder"):
+        load_config(path)
 
 
 def test_shipped_configs_load():

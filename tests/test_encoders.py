@@ -124,7 +124,7 @@ def test_rgb_and_builder():
 def test_gradient_reversal_flips_encoder_gradient_only():
     """Adversarial training: the identity loss reaches the BDQ parameters reversed (and scaled),
     while the identity head itself still minimises it."""
-    from models.mspnet import scale_grad
+    from models.heads import scale_grad
 
     frames = _pairs(b=4, t=2)
     labels = torch.tensor([0, 1, 0, 1])

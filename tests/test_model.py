@@ -4,7 +4,8 @@ import torch
 
 import models
 from models.clip import CLIP_SIZES, ClipSize
-from models.mspnet import MSPNet, scale_grad
+from models.heads import scale_grad
+from models.mspnet import MSPNet
 from models.vision import VisionTransformer
 from utils.config import load_config
 

@@ -20,8 +20,9 @@ from models import build_model
 from models.bdq import BDQEncoder
 from models.encoders import RGBEncoder, clip_normalize
 from tools import privacy_attack, tradeoff
-from tools.privacy_attack import (CPU, AttackError, attacker_dataset, build_attacker, build_views,
-                                  split_by_replication, topk_accuracy, train_attacker, video_probabilities)
+from privacy import (CPU, AttackError, build_attacker, split_by_replication, topk_accuracy, train_attacker,
+                     video_probabilities)
+from tools.privacy_attack import attacker_dataset, build_views
 from trainers.checkpoint import FORMAT_VERSION
 from utils.config import load_config
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datasets.loader import build_datasets
+from datasets.loader import RGB_LAYOUTS, build_datasets
 from datasets.packed import DEFAULT_SHARD_BYTES, PackedWriter
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
@@ -82,7 +82,7 @@ def pack(cfg, out: str, *, shard_bytes: int = DEFAULT_SHARD_BYTES, short_side: i
     Raises:
         UserError: an unsupported layout, on-the-fly LPS, or unreadable data.
     """
-    if cfg.DATA.LAYOUT not in ("video", "frames"):
+    if cfg.DATA.LAYOUT not in RGB_LAYOUTS:
         raise UserError(f"DATA.LAYOUT {cfg.DATA.LAYOUT} cannot be packed: pack from the video or "
                         "frames layout (the packed store holds decoded grayscale frames)")
     if cfg.LPS.LEVEL:

@@ -29,25 +29,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import timm
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from yacs.config import CfgNode
 
-from datasets import ClipDataset, Restoration, build_datasets, collate_for, parse_name, to_device
+from datasets import ClipDataset, Restoration, build_datasets, collate_for, to_device
+from datasets.loader import RGB_LAYOUTS
 from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
 from models import FrameRequest, build_input_encoder, build_model
 from models.encoders import RGBEncoder
+from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, AttackError, Split, build_attacker,
+                     split_by_replication, topk_accuracy, train_attacker, video_probabilities)
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
@@ -58,77 +57,17 @@ from utils.misc import atomic_write_text
 logger = logging.getLogger(__name__)
 
 TARGETS = ("frames", "planes", "features")
-CPU = torch.device("cpu")
-FRAME_ATTACKERS = {"resnet18": "resnet18", "resnet50": "resnet50", "vit_small": "vit_small_patch16_224"}
-FEATURE_ATTACKERS = ("linear", "mlp")
 FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
 FEATURE_EPOCHS = 200  # default epochs of a feature probe (full-batch, cheap)
 FRAME_LR = 1e-3
 FEATURE_LR = 1e-2
-WEIGHT_DECAY = 0.05
 FRAME_BATCH = 64
-MLP_HIDDEN = 256
-VIT_PATCH_DIVISOR = 8  # small inputs: ViT patch = side / 8 (64 tokens), 16 from 128 px up
-VIT_PATCH = 16
-SHIFT_PAD = 2  # random-translation augmentation of image attackers, pixels
 TOP_K = (1, 5)
 PERCENT = 100.0
 ENCODER_KEY = "input_encoder."  # state-dict prefix of the input encoder inside MSPNet
 STD_EPS = 1e-6  # feature standardisation guard
-FRAME_LAYOUTS = ("video", "frames")  # layouts that hold the camera's RGB frames
 
 View = Callable[[torch.Tensor], torch.Tensor]  # uint8 frames [B, T, F, C, S, S] -> the attacker's input
-
-
-class AttackError(UserError):
-    """A bad combination of privacy-attack options; the message says what to change."""
-
-
-@dataclass
-class Split:
-    """The attacker's video split.
-
-    Args:
-        train: names of the attacker's training videos.
-        test: names of the held-out videos.
-        identities: sorted identity labels (P - 1) present in both halves.
-        dropped: identities left out because one half has none of their videos.
-    """
-
-    train: list[str]
-    test: list[str]
-    identities: list[int]
-    dropped: list[int]
-
-
-def _spread(items: list[str], limit: int) -> list[str]:
-    """At most ``limit`` items, evenly spaced over the sorted list (0 = all)."""
-    if limit <= 0 or len(items) <= limit:
-        return items
-    return [items[int(i * len(items) / limit)] for i in range(limit)]
-
-
-def split_by_replication(names: list[str], max_per_identity: int = 0) -> Split:
-    """Odd replications train, even replications test, inside every identity (see module doc).
-
-    Args:
-        names: NTU sample names.
-        max_per_identity: keep at most this many videos per identity in each half, evenly spaced
-            over the sorted names so setups, cameras and actions stay covered (0 = all).
-
-    Returns:
-        The split, restricted to identities that have videos in both halves.
-    """
-    halves: dict[int, tuple[list[str], list[str]]] = {}
-    for name in sorted(set(names)):
-        parsed = parse_name(name)
-        train, test = halves.setdefault(parsed.identity, ([], []))
-        (train if parsed.replication % 2 else test).append(parsed.name)
-    kept = sorted(i for i, (a, b) in halves.items() if a and b)
-    dropped = sorted(set(halves) - set(kept))
-    return Split(train=[n for i in kept for n in _spread(halves[i][0], max_per_identity)],
-                 test=[n for i in kept for n in _spread(halves[i][1], max_per_identity)],
-                 identities=kept, dropped=dropped)
 
 
 def film_level(cfg: CfgNode, override: int | None) -> int:
@@ -240,7 +179,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
             raise AttackError("--restore needs the film level: pass --level N or read LPS data "
                               "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
         restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations)
-    if args.target == "frames" and cfg.DATA.LAYOUT not in FRAME_LAYOUTS:
+    if args.target == "frames" and cfg.DATA.LAYOUT not in RGB_LAYOUTS:
         raise AttackError(f"--target frames reads the camera's RGB frames, which DATA.LAYOUT "
                           f"{cfg.DATA.LAYOUT} does not hold; use the video or frames layout or --target planes")
     checkpoint = load_checkpoint(args.resume, allow_pickle=cfg.MODEL.ALLOW_PICKLE) if args.resume else None
@@ -270,100 +209,6 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         logger.info("attacker %s data: %d videos read as %s (%.1f s)", part, len(out[-1]),
                     args.target, time.time() - start)
     return (split, *out)
-
-
-def build_attacker(name: str, num_classes: int, image_size: int, in_features: int,
-                   weights: str = "") -> nn.Module:
-    """A fresh attacker.
-
-    Args:
-        name: resnet18 | resnet50 | vit_small (images) or linear | mlp (features).
-        num_classes: identities.
-        image_size: input side of image attackers.
-        in_features: feature width of probes.
-        weights: optional local weights file of an image attacker (its classifier is replaced).
-    """
-    if name in FEATURE_ATTACKERS:
-        if name == "linear":
-            return nn.Linear(in_features, num_classes)
-        return nn.Sequential(nn.Linear(in_features, MLP_HIDDEN), nn.GELU(),
-                             nn.Linear(MLP_HIDDEN, num_classes))
-    kwargs: dict = {}
-    if name == "vit_small":
-        patch = VIT_PATCH if image_size >= VIT_PATCH * VIT_PATCH_DIVISOR else max(1, image_size // VIT_PATCH_DIVISOR)
-        kwargs = {"img_size": image_size, "patch_size": patch}
-    if weights:
-        if not os.path.isfile(weights):
-            raise AttackError(f"--weights file not found: {weights}")
-        return timm.create_model(FRAME_ATTACKERS[name], pretrained=True, num_classes=num_classes,
-                                 pretrained_cfg_overlay={"file": weights}, **kwargs)
-    return timm.create_model(FRAME_ATTACKERS[name], pretrained=False, num_classes=num_classes, **kwargs)
-
-
-def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to SHIFT_PAD pixels (replicate borders) and horizontal flip."""
-    n, _, h, w = images.shape
-    padded = F.pad(images, (SHIFT_PAD,) * 4, mode="replicate")
-    dy, dx = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
-    out = padded[:, :, dy:dy + h, dx:dx + w]
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
-
-
-def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                   batch_size: int, seed: int, augment: bool, device: torch.device = CPU) -> None:
-    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule).
-
-    The samples stay in host memory; each batch is augmented there (seeded) and moved to
-    ``device``, where ``model`` lives.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * steps_per_epoch))
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        total, correct, seen = 0.0, 0, 0
-        for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
-            inputs = (_shift(x[idx], generator) if augment else x[idx]).to(device)
-            labels = y[idx].to(device)
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == labels).sum().item()
-            seen += len(idx)
-        logger.info("attacker epoch %d/%d: loss %.4f, train acc %.2f%%", epoch + 1, epochs,
-                    total / seen, PERCENT * correct / seen)
-
-
-@torch.no_grad()
-def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int,
-                        device: torch.device = CPU) -> torch.Tensor:
-    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
-    model.eval()
-    probs = []
-    for start in range(0, len(x), batch_size):
-        chunk = x[start:start + batch_size].to(device)
-        if chunk.ndim == 5:
-            b, t = chunk.shape[:2]
-            p = model(chunk.flatten(0, 1)).softmax(-1).unflatten(0, (b, t)).mean(1)  # [B, P]
-        else:
-            p = model(chunk).softmax(-1)
-        probs.append(p.float().cpu())
-    return torch.cat(probs)
-
-
-def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    """Percent of rows whose label is among the ``k`` most probable classes."""
-    k = min(k, probs.shape[1])
-    hits = (probs.topk(k, dim=-1).indices == labels[:, None]).any(-1)
-    return PERCENT * hits.float().mean().item()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from models import ENCODERS
+from privacy import FRAME_ATTACKERS
 from tools import privacy_attack
 from utils.config import PROJECT_ROOT, load_config
 from utils.errors import UserError
@@ -254,7 +255,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(privacy_attack.FRAME_ATTACKERS))
+    parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS))
     parser.add_argument("--quick", action="store_true", help="few epochs: the synthetic grid in < 30 min on 2 cores")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every run")

@@ -83,6 +83,7 @@ _C.LPS.LEVEL = 0  # on-the-fly film simulation applied by the loader (0 = off; d
 
 # ----------------------------------------------------------------------------- model
 _C.MODEL = CN()
+CUSTOM_ARCH = "custom"  # MODEL.ARCH of the MODEL.CUSTOM sizes
 _C.MODEL.ARCH = "ViT-B/32"  # ViT-B/32 | ViT-B/16 | ViT-L/14 | ViT-L/14-336 | custom
 _C.MODEL.PRETRAINED = ""  # OpenAI CLIP / open_clip / original-release file; "none" = random init
 _C.MODEL.ALLOW_PICKLE = False  # opt-in: unpickle original-release checkpoints (runs code from the file)
@@ -162,21 +163,7 @@ _REMOVED = {
                              "model's device from the uint8 frames of the items; delete the key",
 }
 
-_CHOICES = {
-    "DATA.DATASET": ("ntu60", "ntu120"),
-    "DATA.BENCHMARK": ("xsub", "xview", "xset"),
-    "DATA.LAYOUT": ("video", "frames", "precomputed", "packed"),
-    "DATA.VIDEO_BACKEND": ("auto", "decord", "opencv", "luma"),
-    "DATA.SYNTHETIC.SOURCE": ("lps", "raw"),
-    "MODEL.ARCH": ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14-336", "custom"),
-    "MODEL.ENCODER": ("ifns", "rgb", "downsample", "bdq"),
-    "MODEL.ATTN_BACKEND": ("sdpa", "triton", "math"),
-    "TRAIN.PRECISION": ("fp32", "bf16", "fp16"),
-    "TRAIN.OPT_LEVEL": ("", "O0", "O1", "O2"),
-    "TRAIN.PRIVACY_LOSS": ("aux", "adversarial", "none"),
-    "TEST.NUM_CROP": (1, 3),
-}
-_FREEZABLE = ("text", "visual")
+_OPT_LEVEL = ("", "O0", "O1", "O2")  # TRAIN.OPT_LEVEL: the original release's apex levels
 _OPT_LEVEL_TO_PRECISION = {"O0": "fp32", "O1": "fp16", "O2": "fp16"}
 
 
@@ -259,16 +246,51 @@ def _get(cfg: CN, key: str) -> Any:
     return node
 
 
+def _choices() -> dict[str, tuple]:
+    """Every choice key and its values, each list imported from the module that owns it (here and
+    not at import time: those modules import this one)."""
+    from datasets.loader import LAYOUTS
+    from datasets.ntu import BENCHMARKS, DATASETS
+    from datasets.readers import VIDEO_BACKENDS
+    from datasets.synthetic import COPIES
+    from datasets.transforms import TEST_CROPS
+    from models import ENCODERS
+    from models.attention import BACKENDS
+    from models.clip import CLIP_SIZES
+    from trainers.losses import PRIVACY_MODES
+    from trainers.precision import PRECISION_DTYPES
+
+    return {
+        "DATA.DATASET": DATASETS,
+        "DATA.BENCHMARK": tuple(dict.fromkeys(b for names in BENCHMARKS.values() for b in names)),
+        "DATA.LAYOUT": LAYOUTS,
+        "DATA.VIDEO_BACKEND": VIDEO_BACKENDS,
+        "DATA.SYNTHETIC.SOURCE": COPIES,
+        "MODEL.ARCH": tuple(CLIP_SIZES) + (CUSTOM_ARCH,),
+        "MODEL.ENCODER": ENCODERS,
+        "MODEL.ATTN_BACKEND": BACKENDS,
+        "TRAIN.PRECISION": tuple(PRECISION_DTYPES),
+        "TRAIN.OPT_LEVEL": _OPT_LEVEL,
+        "TRAIN.PRIVACY_LOSS": PRIVACY_MODES,
+        "TEST.NUM_CROP": TEST_CROPS,
+    }
+
+
 def _validate(cfg: CN) -> None:
-    for key, choices in _CHOICES.items():
+    from datasets.ntu import BENCHMARKS
+    from models.clip import HEAD_WIDTH
+    from models.mspnet import FREEZABLE
+
+    for key, choices in _choices().items():
         value = _get(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key} = {value!r} is not one of {', '.join(map(repr, choices))}")
-    if cfg.DATA.DATASET == "ntu60" and cfg.DATA.BENCHMARK == "xset":
-        raise ConfigError("DATA.BENCHMARK xset exists only for DATA.DATASET ntu120")
+    if cfg.DATA.BENCHMARK not in BENCHMARKS[cfg.DATA.DATASET]:
+        raise ConfigError(f"DATA.BENCHMARK {cfg.DATA.BENCHMARK} does not exist for DATA.DATASET "
+                          f"{cfg.DATA.DATASET}; choose one of {', '.join(BENCHMARKS[cfg.DATA.DATASET])}")
     for name in cfg.MODEL.FREEZE:
-        if name not in _FREEZABLE:
-            raise ConfigError(f"MODEL.FREEZE entry {name!r} is not one of {', '.join(_FREEZABLE)}")
+        if name not in FREEZABLE:
+            raise ConfigError(f"MODEL.FREEZE entry {name!r} is not one of {', '.join(FREEZABLE)}")
     positive = ("DATA.NUM_FRAMES", "DATA.FD_STRIDE", "DATA.INPUT_SIZE", "DATA.NUM_CLASSES",
                 "DATA.NUM_IDENTITIES", "TRAIN.BATCH_SIZE", "TRAIN.ACCUMULATION_STEPS",
                 "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ", "PRINT_FREQ", "EVAL_FREQ",
@@ -284,10 +306,8 @@ def _validate(cfg: CN) -> None:
         raise ConfigError(f"DATA.SYNTHETIC.LPS_LEVEL must be 1, 2 or 3, got {cfg.DATA.SYNTHETIC.LPS_LEVEL}")
     if not 0 <= cfg.LPS.LEVEL <= 3:
         raise ConfigError(f"LPS.LEVEL must be 0 (off), 1, 2 or 3, got {cfg.LPS.LEVEL}")
-    if cfg.MODEL.ARCH == "custom" and cfg.MODEL.CUSTOM.WIDTH % 64:
-        raise ConfigError("MODEL.CUSTOM.WIDTH must be a multiple of 64 (heads = width / 64)")
-    if cfg.DATA.INPUT_SIZE % (cfg.MODEL.CUSTOM.PATCH_SIZE if cfg.MODEL.ARCH == "custom" else 1):
-        raise ConfigError("DATA.INPUT_SIZE must be a multiple of MODEL.CUSTOM.PATCH_SIZE")
+    if cfg.MODEL.ARCH == CUSTOM_ARCH:
+        _validate_custom(cfg.MODEL.CUSTOM, cfg.DATA.INPUT_SIZE, HEAD_WIDTH)
     mean, std = cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD
     if (mean or std) and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         raise ConfigError(f"DATA.PLANE_MEAN and DATA.PLANE_STD need 3 values each (std > 0) or both "
@@ -295,6 +315,20 @@ def _validate(cfg: CN) -> None:
     if cfg.DATA.CROP_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
         raise ConfigError("DATA.CROP_ON_DEVICE True needs MODEL.ENCODER ifns (gray frames) and a "
                           "DATA.LAYOUT with frames (video, frames or packed); set it False")
+
+
+def _validate_custom(custom: CN, input_size: int, head_width: int) -> None:
+    """The custom tower sizes: positive depths and patch, widths of whole attention heads."""
+    for key in ("LAYERS", "TEXT_LAYERS", "PATCH_SIZE", "CONTEXT_LENGTH"):
+        if custom[key] < 1:
+            raise ConfigError(f"MODEL.CUSTOM.{key} must be at least 1, got {custom[key]}")
+    for key in ("WIDTH", "EMBED_DIM", "TEXT_WIDTH"):
+        if custom[key] < head_width or custom[key] % head_width:
+            raise ConfigError(f"MODEL.CUSTOM.{key} must be a positive multiple of {head_width} (attention "
+                              f"heads are {head_width} wide), got {custom[key]}")
+    if input_size % custom.PATCH_SIZE:
+        raise ConfigError(f"DATA.INPUT_SIZE {input_size} must be a multiple of MODEL.CUSTOM.PATCH_SIZE "
+                          f"{custom.PATCH_SIZE}")
 
 
 def resolve_path(path: str) -> str:

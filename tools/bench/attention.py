@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from models import clip_size
-from models.attention import Attention, math_attention, uses_formula
+from models.attention import BACKENDS, Attention, math_attention, uses_formula
 from tools.bench.timing import time_call
 from trainers.precision import PRECISION_DTYPES, autocast_context
 
@@ -41,7 +41,7 @@ def bench_attention(cfg: CfgNode, device: torch.device, args: argparse.Namespace
     generator = torch.Generator().manual_seed(cfg.SEED)
     x = torch.randn(n, tokens, size.width, generator=generator).to(device).requires_grad_()
     extra = torch.randn(n, 1, size.width, generator=generator).to(device).requires_grad_()
-    for backend in ("math", "sdpa", "triton"):
+    for backend in BACKENDS:
         if backend == "triton" and not triton_available(device):
             result[backend] = {"available": False}
             logger.info("attention triton: not available on %s", device)

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from yacs.config import CfgNode
 
+from models.attention import BACKENDS
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,7 +68,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if "attention" in results:
         attention = results["attention"]
         lines.append("attention fwd+bwd: " + ", ".join(
-            f"{name} {1e3 * attention[name]['fwd_bwd_s']:.2f} ms" for name in ("math", "sdpa", "triton")
+            f"{name} {1e3 * attention[name]['fwd_bwd_s']:.2f} ms" for name in BACKENDS
             if attention[name].get("available")))
     if "data" in results:
         ratios = results["data"]["ratios"]

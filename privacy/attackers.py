@@ -1,0 +1,125 @@
+"""Fresh attackers: timm image models on single frames (a test video is classified by the softmax
+averaged over its T frames, the BDQ protocol) and linear / MLP probes on video features."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trainers.evaluate import topk_accuracy as hits
+from utils.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+CPU = torch.device("cpu")
+FRAME_ATTACKERS = {"resnet18": "resnet18", "resnet50": "resnet50", "vit_small": "vit_small_patch16_224"}
+FEATURE_ATTACKERS = ("linear", "mlp")
+WEIGHT_DECAY = 0.05
+MLP_HIDDEN = 256
+VIT_PATCH_DIVISOR = 8  # small inputs: ViT patch = side / 8 (64 tokens), 16 from 128 px up
+VIT_PATCH = 16
+SHIFT_PAD = 2  # random-translation augmentation of image attackers, pixels
+PERCENT = 100.0
+
+
+class AttackError(UserError):
+    """A bad combination of privacy-attack options; the message says what to change."""
+
+
+def build_attacker(name: str, num_classes: int, image_size: int, in_features: int,
+                   weights: str = "") -> nn.Module:
+    """A fresh attacker.
+
+    Args:
+        name: resnet18 | resnet50 | vit_small (images) or linear | mlp (features).
+        num_classes: identities.
+        image_size: input side of image attackers.
+        in_features: feature width of probes.
+        weights: optional local weights file of an image attacker (its classifier is replaced).
+    """
+    if name in FEATURE_ATTACKERS:
+        if name == "linear":
+            return nn.Linear(in_features, num_classes)
+        return nn.Sequential(nn.Linear(in_features, MLP_HIDDEN), nn.GELU(),
+                             nn.Linear(MLP_HIDDEN, num_classes))
+    kwargs: dict = {}
+    if name == "vit_small":
+        patch = VIT_PATCH if image_size >= VIT_PATCH * VIT_PATCH_DIVISOR else max(1, image_size // VIT_PATCH_DIVISOR)
+        kwargs = {"img_size": image_size, "patch_size": patch}
+    if weights:
+        if not os.path.isfile(weights):
+            raise AttackError(f"--weights file not found: {weights}")
+        return timm.create_model(FRAME_ATTACKERS[name], pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": weights}, **kwargs)
+    return timm.create_model(FRAME_ATTACKERS[name], pretrained=False, num_classes=num_classes, **kwargs)
+
+
+def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to SHIFT_PAD pixels (replicate borders) and horizontal flip."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (SHIFT_PAD,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
+    out = padded[:, :, dy:dy + h, dx:dx + w]
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+                   batch_size: int, seed: int, augment: bool, device: torch.device = CPU) -> None:
+    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule).
+
+    The samples stay in host memory; each batch is augmented there (seeded) and moved to
+    ``device``, where ``model`` lives.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * steps_per_epoch))
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        total, correct, seen = 0.0, 0, 0
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            inputs = (_shift(x[idx], generator) if augment else x[idx]).to(device)
+            labels = y[idx].to(device)
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+            correct += (logits.argmax(-1) == labels).sum().item()
+            seen += len(idx)
+        logger.info("attacker epoch %d/%d: loss %.4f, train acc %.2f%%", epoch + 1, epochs,
+                    total / seen, PERCENT * correct / seen)
+
+
+@torch.no_grad()
+def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int,
+                        device: torch.device = CPU) -> torch.Tensor:
+    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
+    model.eval()
+    probs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size].to(device)
+        if chunk.ndim == 5:
+            b, t = chunk.shape[:2]
+            p = model(chunk.flatten(0, 1)).softmax(-1).unflatten(0, (b, t)).mean(1)  # [B, P]
+        else:
+            p = model(chunk).softmax(-1)
+        probs.append(p.float().cpu())
+    return torch.cat(probs)
+
+
+def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Percent of rows whose label is among the ``k`` most probable classes (k capped at the
+    classes), through the evaluation's top-k rule."""
+    topk = probs.topk(min(k, probs.shape[1]), dim=-1).indices
+    return PERCENT * hits(topk, labels, k).double().mean().item()
