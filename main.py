@@ -20,14 +20,15 @@ from trainers.run import print_summary, run
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
-from utils.logger import setup_logging
-from utils.misc import atomic_write_text, seed_everything
+from utils.logger import log_traceback_to_file, setup_logging
+from utils.misc import seed_everything
+from utils.paths import ensure_writable_folder
 
 logger = logging.getLogger(__name__)
 
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")
-CONFIG_NAME = "config.yaml"
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 def str2bool(text: str) -> bool:
@@ -89,9 +90,11 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
     return opts
 
 
-def _write_config(cfg: CfgNode, output: str) -> None:
-    os.makedirs(output, exist_ok=True)
-    atomic_write_text(os.path.join(output, CONFIG_NAME), cfg.dump())
+def _is_main_process(info: DistInfo | None) -> bool:
+    """Rank 0, also before the process group exists (the launcher's ``RANK`` variable)."""
+    if info is not None:
+        return info.is_main
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,21 +113,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = init_distributed(args.local_rank)
         return _run(cfg, info)
     except UserError as exc:
-        if info is None or info.is_main:
+        if _is_main_process(info):
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        logger.debug("user error", exc_info=True)
+        log_traceback_to_file("user error" + (f"; in a loader worker:\n{exc.worker_traceback}"
+                                               if exc.worker_traceback else ""))
         return USER_ERROR_EXIT_CODE
+    except KeyboardInterrupt:
+        if _is_main_process(info):
+            print("interrupted: the last completed checkpoint is kept; resume with --resume auto "
+                  "(and the same --output)", file=sys.stderr)
+        log_traceback_to_file("interrupted")
+        return INTERRUPTED_EXIT_CODE
     finally:
         cleanup_distributed()
 
 
 def _run(cfg: CfgNode, info: DistInfo) -> int:
+    ensure_writable_folder(cfg.OUTPUT, "--output")
     setup_logging(cfg.OUTPUT, info.rank)
     if cfg.DISTRIBUTED and not info.distributed:
         logger.warning("DISTRIBUTED is set but the environment describes one process; running single-process")
-    if info.is_main:
-        _write_config(cfg, cfg.OUTPUT)
-        logger.info("run folder %s (resolved config in %s)", cfg.OUTPUT, CONFIG_NAME)
     if info.device.type == "cpu" and keep_freed_memory():
         logger.info("host allocator: freed memory is kept for reuse (utils/allocator.py)")
     seed_everything(cfg.SEED + info.rank)

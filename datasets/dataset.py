@@ -74,10 +74,9 @@ class ClipDataset(Dataset):
     def __init__(self, *, names: list[str], opener: ClipOpener, sampler: FrameSampler, builder: ItemBuilder,
                  seed: int, lps_level: int = 0, restoration: Restoration | None = None,
                  skip_bad: bool = False) -> None:
-        if (lps_level or restoration) and (builder.request.planes or builder.crop_on_device):
-            raise UserError("LPS.LEVEL and restoration need RGB frames; the precomputed layout and "
-                            "DATA.CROP_ON_DEVICE read gray frames or planes: set LPS.LEVEL 0 or "
-                            "DATA.CROP_ON_DEVICE False")
+        if (lps_level or restoration) and builder.request.planes:
+            raise UserError("LPS.LEVEL and restoration need RGB frames, but the precomputed layout "
+                            "holds IFNS planes: set LPS.LEVEL 0 or use a layout with frames")
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
@@ -128,7 +127,7 @@ class ClipDataset(Dataset):
         raise DataError(f"{MAX_SKIPS} consecutive samples from {self.names[index]} are unreadable; "
                         "check the data folder")
 
-    def wrap(self, clip: Clip | PrecomputedClip, rng: np.random.Generator) -> Clip | PrecomputedClip:
+    def wrap(self, clip: Clip | PrecomputedClip, rng: np.random.Generator | None) -> Clip | PrecomputedClip:
         """An opened sample wrapped in the film simulation and the restoration (when set); the
         film's noise seed is drawn from the sample's generator."""
         if self.lps_level:
@@ -145,7 +144,8 @@ class ClipDataset(Dataset):
         Raises:
             DataError: a missing or corrupt file of the sample.
         """
-        rng = sample_rng(self.seed, epoch, index)
+        # a test item draws nothing unless the film is simulated: its generator is not even made
+        rng = sample_rng(self.seed, epoch, index) if self.train or self.lps_level else None
         clip = self.opener(self.names[index])
         indices = self.sampler(clip.num_frames, rng)  # [C, T]
         return self.builder(self.wrap(clip, rng), indices, rng, self.names[index])

@@ -28,7 +28,7 @@ from datasets.packed import PackedClip, PackedStore
 from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
 from datasets.sampling import FrameSampler
 from models import FrameRequest, build_input_encoder
-from utils.config import resolve_path
+from utils.paths import resolve_path
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -41,12 +41,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from utils.misc import PIXEL_MAX
+
 logger = logging.getLogger(__name__)
 
 MAX_LEVEL = 3  # at most three stacked film layers (PriMo's adjustable privacy levels)
 PSF_TRUNCATE = 3.5  # the simulation kernel reaches this many widest-component sigmas
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec.601 luminance of RGB
-UINT8_MAX = 255.0
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def simulate_lps(frames: torch.Tensor, level: int, generator: torch.Generator | 
     is_uint8 = frames.dtype == torch.uint8
     x = frames.reshape(-1, c, h, w).float()  # [M, 3, H, W]
     if is_uint8:
-        x = x / UINT8_MAX
+        x = x / PIXEL_MAX
     side = min(h, w)
     widest = max(sigma for _, sigma in film.psf_components(level, side))
     radius = min(math.ceil(PSF_TRUNCATE * widest), h - 1, w - 1)
@@ -216,5 +217,5 @@ def simulate_lps(frames: torch.Tensor, level: int, generator: torch.Generator | 
     x = (signal + sigma * _draw_noise(x.shape, x.device, generator)) * gain
     x = x.clamp(0, 1).reshape(*lead, c, h, w)
     if is_uint8:
-        return (x * UINT8_MAX).round().to(torch.uint8)
+        return (x * PIXEL_MAX).round().to(torch.uint8)
     return x.to(frames.dtype)

@@ -4,9 +4,12 @@ Frame 0 has no frame difference, so segments cover frames 1..n-1 (a one-frame cl
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+TEST_VIEW_CACHE = 4096  # clip lengths whose test indices are kept
 
 
 def _segments(num_frames: int, num_segments: int) -> tuple[int, float]:
@@ -64,7 +67,17 @@ class FrameSampler:
         """Temporal views per item (1 in training)."""
         return 1 if self.train else self.num_clip
 
-    def __call__(self, num_frames_in_clip: int, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, num_frames_in_clip: int, rng: np.random.Generator | None) -> np.ndarray:
+        """Indices ``[C, T]`` of a clip of ``num_frames_in_clip`` frames (``rng``: the sample's
+        generator, unused at test time)."""
         if self.train:
             return train_indices(num_frames_in_clip, self.num_frames, rng)[None]
-        return eval_indices(num_frames_in_clip, self.num_frames, self.num_clip)
+        return _test_views(num_frames_in_clip, self.num_frames, self.num_clip)
+
+
+@functools.lru_cache(maxsize=TEST_VIEW_CACHE)
+def _test_views(num_frames: int, num_segments: int, num_clips: int) -> np.ndarray:
+    """:func:`eval_indices`, computed once per clip length (read-only)."""
+    views = eval_indices(num_frames, num_segments, num_clips)
+    views.flags.writeable = False
+    return views

@@ -55,7 +55,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from datasets.lps import simulate_lps
-from utils.config import synthetic_cache_dir
+from utils.paths import synthetic_cache_dir
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)

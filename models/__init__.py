@@ -10,21 +10,22 @@ import os
 
 from yacs.config import CfgNode
 
-from models.clip import CLIP_SIZES, ClipSize, load_pretrained
+from models.clip import CLIP_SIZES, ClipSize
 from torch import nn
 
 from models.bdq import BDQEncoder
 from models.encoders import DownsampleEncoder, FrameRequest, RGBEncoder
 from models.ifns import IFNSEncoder, PlaneNorm
 from models.mspnet import MSPNet
-from utils.config import resolve_path
+from models.pretrained import load_pretrained
+from utils.paths import resolve_path
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENCODERS", "FrameRequest", "MSPNet", "build_input_encoder", "build_model", "clip_size"]
+__all__ = ["ENCODERS", "RANDOM_INIT", "FrameRequest", "MSPNet", "build_input_encoder", "build_model", "clip_size"]
 
-RANDOM_INIT = ("", "none")
+RANDOM_INIT = ("", "none")  # MODEL.PRETRAINED values that mean random init
 ENCODERS = ("ifns", "rgb", "downsample", "bdq")  # MODEL.ENCODER choices
 
 

@@ -43,6 +43,8 @@ _OUR_IN_PROJ = re.compile(r"^prompt\.decoder\.(\d+)\.cross_attn\.in_proj_weight$
 _ORIGINAL_MARKERS = ("sft.positional_embedding", "prompts_generator.alpha")
 _MODEL_KEYS = ("model", "state_dict")
 _MAX_REASON = 200  # characters of a loader's exception quoted in the one-line error
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip archive (and TorchScript's)
+PICKLE_PROTOCOL = 0x80  # first byte of a pickle of protocol 2 or higher (torch.save's legacy format)
 
 
 class CheckpointError(UserError):
@@ -141,6 +143,7 @@ def load_checkpoint_file(path: str, allow_pickle: bool, mmap: bool = False) -> d
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path} (pass a local file; nothing is "
                               "downloaded)")
+    _check_kind(path)
     try:
         if _is_torchscript(path):
             with warnings.catch_warnings():  # torch.jit is deprecated, but OpenAI ships TorchScript
@@ -162,6 +165,17 @@ def load_checkpoint_file(path: str, allow_pickle: bool, mmap: bool = False) -> d
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict or checkpoint")
     return loaded
+
+
+def _check_kind(path: str) -> None:
+    """Raises CheckpointError unless the file starts like a ``torch.save`` file (a zip archive or
+    a pickle): text, random bytes or a truncated download never reach the unpickler."""
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if not (head.startswith(ZIP_MAGIC) or head[:1] == bytes([PICKLE_PROTOCOL])):
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path} is not a checkpoint ({size} bytes that are neither a torch.save "
+                              "archive nor a pickle); pass a .pth file written by torch.save")
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import ConfigError, load_config, synthetic_cache_dir
+from utils.config import ConfigError, load_config
+from utils.paths import synthetic_cache_dir
 from utils.errors import UserError
 
 

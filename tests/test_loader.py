@@ -107,6 +107,29 @@ def test_lps_on_the_fly(frames_root, make):
     assert degraded.shape == plain.shape and not torch.equal(degraded, plain)
 
 
+def test_lps_on_the_fly_with_the_crop_on_the_device(frames_root, make):
+    from datasets.device import to_device
+    from datasets.loader import collate_for
+
+    cfg = make.tiny_config(frames_root, "LPS.LEVEL", "2")
+    worker = build_datasets(cfg, crop_on_device=False).val
+    device = build_datasets(cfg, crop_on_device=True).val  # the same film noise, cropped on the device
+    batch = collate_for(device)([device[i] for i in range(3)])
+    finished = to_device(batch, torch.device("cpu"))["frames"]
+    expected = torch.stack([worker[i]["frames"] for i in range(3)])
+    assert (finished.int() - expected.int()).abs().max() <= 1
+
+
+def test_lps_needs_frames_not_precomputed_planes(tmp_path, make):
+    for kind in ("fd", "avg"):
+        (tmp_path / kind / "S001C001P001R001A001").mkdir(parents=True)
+        (tmp_path / kind / "S002C001P001R001A001").mkdir(parents=True)
+    cfg = make.tiny_config(tmp_path, "DATA.LAYOUT", "precomputed", "DATA.FD_ROOT", str(tmp_path / "fd"),
+                           "DATA.AVG_ROOT", str(tmp_path / "avg"), "LPS.LEVEL", "2")
+    with pytest.raises(UserError, match="precomputed layout holds IFNS planes"):
+        build_datasets(cfg)
+
+
 def test_bad_sample_raises_naming_it_or_is_skipped_and_counted(frames_root, make):
     val_name = "S001C001P002R001A003"
     (frames_root / val_name / "00005.jpg").write_bytes(b"broken")

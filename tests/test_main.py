@@ -72,9 +72,10 @@ def test_only_test_with_resume_writes_metrics_without_training(tmp_path, make):
     assert launcher.main(["--output", str(train_out), "--opts", "DATA.ROOT", str(root), *TINY]) == 0
     assert launcher.main(["--output", str(test_out), "--resume", str(train_out / "last.pth"),
                           "--only_test", "True", "--opts", "DATA.ROOT", str(root), *TINY]) == 0
-    metrics = json.loads((test_out / "metrics.json").read_text())
+    metrics = json.loads((test_out / "test_metrics.json").read_text())
     assert metrics == json.loads((train_out / "metrics.json").read_text())
     assert metrics["epoch"] == 1 and metrics["num_videos"] == 9 and metrics["num_views"] == 2
     assert {"acc1", "acc5", "mean_class_acc", "id_acc1", "id_acc5", "id_videos"} <= set(metrics)
     assert not (test_out / "last.pth").exists()  # nothing trained, nothing saved
-    assert (test_out / "config.yaml").is_file() and (test_out / "per_class_acc.csv").is_file()
+    assert (test_out / "test_config.yaml").is_file() and (test_out / "test_per_class_acc.csv").is_file()
+    assert not (test_out / "config.yaml").exists() and not (test_out / "metrics.json").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from datasets.ntu import (NTU120_XSUB_TRAIN_PERFORMERS, NtuNameError, load_class_names, parse_name,
                           split_names)
-from utils.config import resolve_path
+from utils.paths import resolve_path
 
 OFFICIAL = Path(__file__).parent / "data" / "ntu"
 BENCHMARKS = [("ntu60", "xsub", "NTU60_XSub"), ("ntu60", "xview", "NTU60_XView"),

@@ -8,7 +8,7 @@ import pytest
 
 from datasets.loader import build_datasets
 from tools import show_data
-from utils.config import synthetic_cache_dir
+from utils.paths import synthetic_cache_dir
 
 TINY_OPTS = ["DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.NUM_FRAMES", "4",
              "DATA.INPUT_SIZE", "16", "DATA.NUM_WORKERS", "0"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from datasets.synthetic import clip_keys, ensure_synthetic, generate
-from utils.config import load_config, synthetic_cache_dir
+from utils.config import load_config
+from utils.paths import synthetic_cache_dir
 from utils.errors import UserError
 
 TINY = dict(seed=5, size=16, num_frames=8, num_actions=2, num_performers=2, num_setups=2,

@@ -2,6 +2,7 @@
 final window), non-finite handling, mixed precision, and the multi-view evaluation metrics.
 The adversarial alternation and the trainer state are in tests/test_train_step.py."""
 import copy
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 from fakes import K, P, FakeModel, make_batches as _batches, make_trainer as _trainer, merge as _merge
 from trainers.evaluate import compute_metrics, predict, topk_accuracy, _first_occurrence
 from trainers.losses import PrivacyLoss
-from trainers.trainer import NonFiniteLossError
+from trainers.nonfinite import NonFiniteLossError
 from utils.errors import UserError
 
 
@@ -52,20 +53,36 @@ def test_nonfinite_loss_skips_the_update_then_stops():
     model = FakeModel(nan=True)
     before = copy.deepcopy(model.state_dict())
     trainer = _trainer(model, accumulation=1, steps=4, max_nonfinite=2)
-    with pytest.raises(NonFiniteLossError, match="non-finite 3 times") as info:
+    with pytest.raises(NonFiniteLossError, match=r"3 counted in the run, 3 in a row \(optimizer steps 1-3\)") as info:
         trainer.train_one_epoch(_batches(4, 2), epoch=0, num_epochs=1)
     assert isinstance(info.value, UserError)
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
 
 
-def test_fp16_scaler_skips_without_counting():
-    model = FakeModel(nan=True)
-    trainer = _trainer(model, accumulation=1, steps=3, precision="fp16", max_nonfinite=0,
+def test_fp16_scaler_calibration_skips_do_not_count():
+    """A scale so large that the scaled fp16 gradients overflow: the scaler skips and halves it, the
+    loss is finite, nothing counts, training goes on."""
+    steps = 40
+    trainer = _trainer(FakeModel(), accumulation=1, steps=steps, precision="fp16", max_nonfinite=steps,
+                       scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 24, growth_interval=steps))
+    stats = trainer.train_one_epoch(_batches(steps, 2), epoch=0, num_epochs=1)
+    skipped = round(math.log2(2.0 ** 24 / trainer.scaler.get_scale()))  # each skip halves the scale
+    assert 0 < skipped < steps and trainer.counters.nonfinite == 0 and trainer.counters.global_step == steps
+    assert math.isfinite(stats["loss"])
+
+
+def test_fp16_nonfinite_losses_count_and_an_all_skipped_run_stops():
+    """The old rule never counted scaler skips, so a run whose every update was skipped "finished";
+    now NaN losses count and the run stops naming the steps; its epoch loss would be NaN, not 0."""
+    trainer = _trainer(FakeModel(nan=True), accumulation=1, steps=4, precision="fp16", max_nonfinite=2,
                        scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 4))
-    trainer.train_one_epoch(_batches(3, 2), epoch=0, num_epochs=1)
-    assert trainer.counters.nonfinite == 0 and trainer.counters.global_step == 3
-    assert trainer.scaler.get_scale() < 2.0 ** 4
+    with pytest.raises(NonFiniteLossError, match=r"optimizer steps 1-3"):
+        trainer.train_one_epoch(_batches(4, 2), epoch=0, num_epochs=1)
+    lenient = _trainer(FakeModel(nan=True), accumulation=1, steps=2, precision="fp16", max_nonfinite=5,
+                       scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 4))
+    stats = lenient.train_one_epoch(_batches(2, 2), epoch=0, num_epochs=1)
+    assert math.isnan(stats["loss"]) and lenient.counters.nonfinite == 2
 
 
 def test_bf16_trains_and_stays_finite():

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,9 @@ from pathlib import Path
 from models import ENCODERS
 from privacy import FRAME_ATTACKERS
 from tools import privacy_attack
-from utils.config import PROJECT_ROOT, load_config
+from utils.config import load_config
+from utils.misc import atomic_write, atomic_write_text
+from utils.paths import PROJECT_ROOT
 from utils.errors import UserError
 from utils.logger import setup_logging
 
@@ -196,13 +197,14 @@ def _fmt(value: float | None) -> str:
 def write_table(rows: list[Row], output: Path) -> None:
     """Writes ``tradeoff.csv`` and ``tradeoff.md``."""
     fields = list(asdict(rows[0])) if rows else list(Row.__dataclass_fields__)
-    tmp = output / "tradeoff.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+
+    def write_csv(f) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
             writer.writerow(asdict(row))
-    os.replace(tmp, output / "tradeoff.csv")
+
+    atomic_write(output / "tradeoff.csv", write_csv)
     lines = ["| input | LPS level | restore | action top-1 | id head top-1 | attacker id top-1 "
              "| attacker id top-5 | chance | note |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -210,7 +212,7 @@ def write_table(rows: list[Row], output: Path) -> None:
         lines.append(f"| {r.encoder} | {r.level} | {r.restore} | {_fmt(r.acc1)} | "
                      f"{_fmt(r.head_id_acc1)} | {_fmt(r.attack_id_acc1)} | {_fmt(r.attack_id_acc5)} | "
                      f"{_fmt(r.chance)} | {r.note} |")
-    (output / "tradeoff.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(output / "tradeoff.md", "\n".join(lines) + "\n")
 
 
 def write_plot(rows: list[Row], output: Path) -> None:

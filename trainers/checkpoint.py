@@ -30,11 +30,14 @@ from utils.misc import atomic_write
 
 logger = logging.getLogger(__name__)
 
+CONFIG_NAME = "config.yaml"  # the resolved config the launcher writes into every run folder
 LAST_NAME = "last.pth"
 BEST_NAME = "best.pth"
 EPOCH_PATTERN = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
 TEMP_GLOB = ".tmp_*.pth"  # temporaries of atomic_write and of the link step
 LINK_TEMP_PREFIX = ".tmp_link_"
+BYTES_PER_MB = 1e6
+MAX_REASON = 120  # characters of the system's reason quoted in a write error
 LINKS_KEY = "links"  # names that must be hard links (or copies) of the checkpoint holding them
 FORMAT_VERSION = 2  # 2: ``links`` added, ``sampler`` removed; version 1 files still load
 
@@ -56,7 +59,36 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
         state: the checkpoint dict (tensors and plain python types only).
         path: destination file.
     """
-    atomic_write(path, lambda f: torch.save(state, f), binary=True)
+    try:
+        atomic_write(path, lambda f: torch.save(state, f), binary=True)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        raise CheckpointWriteError(_write_failure(path, state, exc)) from None
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (full disk, unwritable folder); the previous file
+    of that name is left as it was."""
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors inside a nested checkpoint value."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _write_failure(path: str | os.PathLike, state: dict[str, Any], exc: BaseException) -> str:
+    """One line: which file could not be written, the free space against what it needs."""
+    folder = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+    reason = " ".join(str(exc).split())[:MAX_REASON]
+    return (f"cannot write checkpoint {path} ({type(exc).__name__}: {reason}); {free / BYTES_PER_MB:.0f} MB "
+            f"free in {folder}, the checkpoint needs about {_tensor_bytes(state) / BYTES_PER_MB:.0f} MB: "
+            "free space there or pass --output on a disk with room (the previous file is kept)")
 
 
 def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, mmap: bool = False) -> dict[str, Any]:
@@ -90,7 +122,8 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, mmap: b
 
 
 def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str) -> None:
-    """``model.load_state_dict(weights)`` (strict) with a one-line error naming the file.
+    """``model.load_state_dict(weights)`` (strict) with a one-line error naming the file, what does
+    not fit, and where the config that wrote the checkpoint is.
 
     Args:
         model: the unwrapped model.
@@ -100,12 +133,27 @@ def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], path:
     Raises:
         CheckpointError: the weights do not fit the model.
     """
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"checkpoint {path} does not fit the model of this config: {first}; "
-                              "resume with the config that wrote it") from None
+    own = model.state_dict()
+    mismatched = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    if mismatched or missing or unexpected:
+        parts = []
+        if mismatched:
+            key = mismatched[0]
+            parts.append(f"{len(mismatched)} tensors of another shape (first {key}: "
+                         f"{list(weights[key].shape)} in the file, {list(own[key].shape)} here)")
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+        written_by = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
+        where = (f"the config that wrote it is {written_by}" if os.path.isfile(written_by)
+                 else "the config that wrote it is stored in the file (its 'config' entry)")
+        raise CheckpointError(f"checkpoint {path} does not fit the model of this config: "
+                              f"{'; '.join(parts)}; {where}: pass that --config (or the same "
+                              "MODEL.ARCH / MODEL.CUSTOM sizes)")
+    model.load_state_dict(weights)
 
 
 def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> bool:

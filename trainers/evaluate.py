@@ -23,6 +23,7 @@ TOPK = 5  # the largest k of the top-k accuracies
 PERCENT = 100.0
 METRICS_NAME = "metrics.json"
 PER_CLASS_NAME = "per_class_acc.csv"
+TEST_ONLY_PREFIX = "test_"  # a test-only run's files (test_metrics.json ...) beside the training run's
 
 
 @torch.no_grad()
@@ -123,7 +124,8 @@ def compute_metrics(pred: dict[str, torch.Tensor], *, num_classes: int,
 
 def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, info: DistInfo,
              precision: str, num_classes: int, train_identities: set[int], epoch: int,
-             class_names: list[str] | None = None, output_dir: str | None = None) -> dict[str, Any]:
+             class_names: list[str] | None = None, output_dir: str | None = None,
+             file_prefix: str = "") -> dict[str, Any]:
     """Evaluates on every rank's share, gathers, and (rank 0, with ``output_dir``) writes
     ``metrics.json`` and ``per_class_acc.csv``.
 
@@ -137,6 +139,7 @@ def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, inf
         epoch: completed training epochs (stored in the metrics).
         class_names: names for the CSV.
         output_dir: where rank 0 writes the files; ``None`` writes nothing.
+        file_prefix: put before the file names (a test-only run's :data:`TEST_ONLY_PREFIX`).
 
     Returns:
         The metrics (identical on every rank).
@@ -145,8 +148,8 @@ def evaluate(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], *, inf
     metrics, per_class, counts = compute_metrics(pred, num_classes=num_classes, train_identities=train_identities)
     metrics["epoch"] = epoch
     if output_dir and info.is_main:
-        atomic_write_text(os.path.join(output_dir, METRICS_NAME), json.dumps(metrics, indent=2) + "\n")
-        _write_per_class(os.path.join(output_dir, PER_CLASS_NAME), per_class, counts, class_names)
+        atomic_write_text(os.path.join(output_dir, file_prefix + METRICS_NAME), json.dumps(metrics, indent=2) + "\n")
+        _write_per_class(os.path.join(output_dir, file_prefix + PER_CLASS_NAME), per_class, counts, class_names)
     return metrics
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -18,16 +19,17 @@ from yacs.config import CfgNode
 
 from datasets import build_loaders, build_mixup
 from datasets.loader import Loaders
-from models import build_model
-from trainers.checkpoint import (FORMAT_VERSION, CheckpointSaver, find_latest_checkpoint, load_checkpoint,
+from models import RANDOM_INIT, build_model
+from trainers.checkpoint import (CONFIG_NAME, FORMAT_VERSION, CheckpointSaver, find_latest_checkpoint, load_checkpoint,
                                  load_model_weights, prune_temporaries)
 from trainers.distributed import DistInfo, all_gather_objects, barrier, broadcast_object
-from trainers.evaluate import PERCENT, evaluate, format_metrics
+from trainers.evaluate import PERCENT, TEST_ONLY_PREFIX, evaluate, format_metrics
 from trainers.losses import PrivacyLoss
 from trainers.optim import CosineWarmupScheduler, build_optimizer, trainable_parameter_table
 from trainers.precision import build_grad_scaler
 from trainers.trainer import Trainer
-from utils.misc import capture_rng_state, format_seconds, restore_rng_state
+from utils.errors import UserError
+from utils.misc import atomic_write_text, capture_rng_state, format_seconds, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +157,9 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
         training).
     """
     wall_start = time.time()
+    if cfg.TEST.ONLY_TEST and not (cfg.MODEL.RESUME or cfg.MODEL.PRETRAINED.lower() not in RANDOM_INIT):
+        raise UserError("--only_test True scores a trained model, but neither --resume nor "
+                        "MODEL.PRETRAINED names one; pass --resume CKPT")
     loaders = build_loaders(cfg, rank=info.rank, world_size=info.world_size)
     model = build_model(cfg, loaders.class_names).to(info.device)
     logger.info("trainable parameters per module:\n%s", trainable_parameter_table(model))
@@ -163,11 +168,16 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
     if resume:
         restore(trainer, resume, cfg, info)
     _wrap(trainer, cfg, info)
+    prefix = TEST_ONLY_PREFIX if cfg.TEST.ONLY_TEST else ""
+    if info.is_main:  # the wiring holds: now the run's own files may be (re)written
+        atomic_write_text(os.path.join(cfg.OUTPUT, prefix + CONFIG_NAME), cfg.dump())
+        logger.info("run folder %s (resolved config in %s)", cfg.OUTPUT, prefix + CONFIG_NAME)
 
     def run_eval(epoch: int) -> dict[str, Any]:
         metrics = evaluate(trainer.model, loaders.val, info=info, precision=cfg.TRAIN.PRECISION,
                            num_classes=len(loaders.class_names), train_identities=loaders.train_identities,
-                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT)
+                           epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT,
+                           file_prefix=prefix)
         logger.info("Test (epoch %d): %s", epoch, format_metrics(metrics))
         return metrics
 

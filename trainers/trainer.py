@@ -17,22 +17,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from datasets.device import to_device
 from datasets.mixup import MixDraw, Mixup
-from trainers.checkpoint import load_model_weights
+from trainers.checkpoint import CheckpointError, load_model_weights
 from trainers.distributed import all_reduce_mean_, unwrap
 from trainers.losses import PrivacyLoss
+from trainers.nonfinite import SkipRule
 from trainers.optim import CosineWarmupScheduler
 from trainers.precision import autocast_context
-from utils.errors import UserError
 from utils.misc import AverageMeter, format_seconds, memory_mib
 
 logger = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor]
 LOSS_NAMES = ("loss", "action", "identity")
-
-
-class NonFiniteLossError(UserError):
-    """Too many non-finite losses: training stops instead of corrupting the weights."""
 
 
 @dataclass
@@ -97,7 +93,8 @@ class Trainer:
             targets, or None.
         accumulation_steps: micro-batches per optimizer step.
         clip_grad: max gradient norm (0 = off).
-        max_nonfinite: skipped updates tolerated before stopping (non-fp16).
+        max_nonfinite: counted skipped updates, and skipped updates in a row, tolerated before
+            stopping (:mod:`trainers.nonfinite`).
         head_optimizer: adversarial alternation: optimizer of the identity head alone.
         head_steps: extra identity-head updates per optimizer step (``TRAIN.ADV_STEPS - 1``).
         world_size: ranks (global clips/s; the extra head updates average their gradients).
@@ -123,6 +120,9 @@ class Trainer:
     print_freq: int = 20
     writer: Any = None
     counters: TrainCounters = field(default_factory=TrainCounters)
+
+    def __post_init__(self) -> None:
+        self.skip_rule = SkipRule(self.max_nonfinite)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -156,7 +156,12 @@ class Trainer:
             CheckpointError: the weights do not fit the model.
         """
         load_model_weights(unwrap(self.model), state["model"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # other parameter groups: another MODEL.FREEZE or trained parts
+            raise CheckpointError(f"checkpoint {path} was trained with other parameter groups (another "
+                                  "MODEL.FREEZE): resume with the MODEL.FREEZE of its config, or start "
+                                  f"a new run from its weights with --pretrained {path}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         optional = {"head_optimizer": self.head_optimizer, "scaler": self.scaler, "mixup_rng": self.mixup}
         for key, component in optional.items():
@@ -222,7 +227,7 @@ class Trainer:
             The losses and norms of the step.
 
         Raises:
-            NonFiniteLossError: more than ``max_nonfinite`` skipped updates in the run.
+            NonFiniteLossError: see :mod:`trainers.nonfinite`.
             ValueError: fewer than ``window`` micro-batches.
         """
         if window is None:
@@ -255,7 +260,10 @@ class Trainer:
         grad_norm = self._grad_norm(self.optimizer, self.clip_grad)
         updated = self._apply_update(self.optimizer, grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
-        self._handle_skip(updated, window_nonfinite=finite_clips < clips_seen)
+        self.counters.nonfinite = self.skip_rule.after_update(
+            self.counters.nonfinite, step=self.counters.global_step + 1, epoch=self.counters.epoch + 1,
+            updated=updated, loss_nonfinite=finite_clips < clips_seen,
+            scaler_scale=self.scaler.get_scale() if self.scaler is not None else None)
         if updated and videos:
             self._head_updates(torch.cat(videos), torch.cat(identity_targets))
         self.scheduler.step()
@@ -317,24 +325,6 @@ class Trainer:
                             self.counters.global_step + 1)
             self.head_optimizer.zero_grad(set_to_none=True)
 
-    def _handle_skip(self, updated: bool, window_nonfinite: bool) -> None:
-        step, epoch = self.counters.global_step + 1, self.counters.epoch + 1
-        if window_nonfinite:
-            logger.warning("non-finite loss at optimizer step %d (epoch %d)", step, epoch)
-        if updated:
-            return
-        if self.scaler is not None:
-            logger.info("fp16 grad scaler skipped step %d (inf/nan gradients), scale now %.1f",
-                        step, self.scaler.get_scale())
-            return
-        self.counters.nonfinite += 1
-        logger.warning("non-finite gradient at optimizer step %d (epoch %d): update skipped (%d of %d tolerated)",
-                       step, epoch, self.counters.nonfinite, self.max_nonfinite)
-        if self.counters.nonfinite > self.max_nonfinite:
-            raise NonFiniteLossError(
-                f"loss or gradients non-finite {self.counters.nonfinite} times (last at optimizer step {step}); "
-                "lower TRAIN.LR, set TRAIN.CLIP_GRAD or TRAIN.PRECISION fp32, or raise TRAIN.MAX_NONFINITE")
-
     # ------------------------------------------------------------------ one epoch
     def train_one_epoch(self, loader: Iterable[Batch] | Sized, epoch: int, num_epochs: int) -> dict[str, float]:
         """Trains one epoch: :meth:`train_step` over consecutive windows of ``accumulation_steps``
@@ -349,7 +339,7 @@ class Trainer:
             Average undivided losses of the epoch, the number of unreadable samples and the time.
 
         Raises:
-            NonFiniteLossError: more than ``max_nonfinite`` skipped updates in the run.
+            NonFiniteLossError: see :mod:`trainers.nonfinite`.
         """
         self.model.train()
         num_batches = len(loader)
@@ -379,8 +369,9 @@ class Trainer:
                     memory_mib(self.device))
         if num_bad:
             logger.warning("epoch %d: %d unreadable samples skipped (DATA.SKIP_BAD)", epoch + 1, num_bad)
-        return {"loss": meters["loss"].avg, "action": meters["action"].avg,
-                "identity": meters["identity"].avg, "num_bad": num_bad, "time": time.time() - start}
+        # an epoch without one finite loss reports NaN, not the meters' empty average
+        averages = {name: meter.avg if meter.count else math.nan for name, meter in meters.items()}
+        return {**averages, "num_bad": num_bad, "time": time.time() - start}
 
     def _log_step(self, meters: dict[str, AverageMeter], lr: float, grad_norm: float, rate: float) -> None:
         if self.writer is None:

@@ -2,7 +2,9 @@
 
 Every option the system reads is declared here with a comment at its default. Experiment files
 in ``configs/`` override a subset; ``--opts KEY VALUE`` pairs override last. The only public
-entry point for code is :func:`load_config`.
+entry point for code is :func:`load_config`. The lists of choices come from the modules that own
+them (datasets, models, trainers), which never import this module: only the launcher and the
+tools read a config file.
 """
 from __future__ import annotations
 
@@ -13,9 +15,20 @@ from typing import Any, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from datasets.loader import LAYOUTS
+from datasets.ntu import BENCHMARKS, DATASETS
+from datasets.readers import VIDEO_BACKENDS
+from datasets.synthetic import COPIES
+from datasets.transforms import TEST_CROPS
+from models import ENCODERS
+from models.attention import BACKENDS
+from models.clip import CLIP_SIZES, HEAD_WIDTH
+from models.mspnet import FREEZABLE
+from trainers.losses import PRIVACY_MODES
+from trainers.precision import PRECISION_DTYPES
 from utils.errors import UserError
+from utils.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
 
 
@@ -133,7 +146,7 @@ _C.TRAIN.MAX_NONFINITE = 10  # non-finite losses tolerated (skipped under fp16 s
 _C.AUG = CN()
 _C.AUG.LABEL_SMOOTH = 0.1  # label smoothing of the action and identity targets
 _C.AUG.COLOR_JITTER = 0.8  # probability of brightness/contrast jitter
-_C.AUG.GRAY_SCALE = 0.2  # probability of grayscale (original config; planes are gray already)
+_C.AUG.GRAY_SCALE = 0.2  # probability of gray-scale RGB frames (training; gray encoders: no-op)
 _C.AUG.FLIP = True  # random horizontal flip in training
 _C.AUG.SCALES = [1.0, 0.875, 0.75, 0.66]  # multi-scale crop side ratios
 _C.AUG.MIXUP = 0.8  # mixup alpha (0 = off)
@@ -176,8 +189,10 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
@@ -247,19 +262,7 @@ def _get(cfg: CN, key: str) -> Any:
 
 
 def _choices() -> dict[str, tuple]:
-    """Every choice key and its values, each list imported from the module that owns it (here and
-    not at import time: those modules import this one)."""
-    from datasets.loader import LAYOUTS
-    from datasets.ntu import BENCHMARKS, DATASETS
-    from datasets.readers import VIDEO_BACKENDS
-    from datasets.synthetic import COPIES
-    from datasets.transforms import TEST_CROPS
-    from models import ENCODERS
-    from models.attention import BACKENDS
-    from models.clip import CLIP_SIZES
-    from trainers.losses import PRIVACY_MODES
-    from trainers.precision import PRECISION_DTYPES
-
+    """Every choice key and its values, each list imported from the module that owns it."""
     return {
         "DATA.DATASET": DATASETS,
         "DATA.BENCHMARK": tuple(dict.fromkeys(b for names in BENCHMARKS.values() for b in names)),
@@ -277,10 +280,6 @@ def _choices() -> dict[str, tuple]:
 
 
 def _validate(cfg: CN) -> None:
-    from datasets.ntu import BENCHMARKS
-    from models.clip import HEAD_WIDTH
-    from models.mspnet import FREEZABLE
-
     for key, choices in _choices().items():
         value = _get(cfg, key)
         if value not in choices:
@@ -300,6 +299,16 @@ def _validate(cfg: CN) -> None:
             raise ConfigError(f"{key} must be at least 1, got {_get(cfg, key)}")
     if cfg.SAVE_KEEP < 0:
         raise ConfigError(f"SAVE_KEEP must be 0 (keep all) or more, got {cfg.SAVE_KEEP}")
+    for key in ("TRAIN.LR", "TRAIN.EPS"):
+        if not _get(cfg, key) > 0:
+            raise ConfigError(f"{key} must be positive, got {_get(cfg, key)}")
+    for key in ("TRAIN.WEIGHT_DECAY", "TRAIN.CLIP_GRAD", "TRAIN.NEW_MODULE_LR_MULT", "TRAIN.MIN_LR_RATIO",
+                "TRAIN.WARMUP_LR_RATIO", "AUG.LABEL_SMOOTH", "AUG.MIXUP", "AUG.CUTMIX"):
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key} must not be negative, got {_get(cfg, key)}")
+    for key in ("AUG.COLOR_JITTER", "AUG.GRAY_SCALE", "AUG.MIXUP_SWITCH_PROB", "AUG.LABEL_SMOOTH"):
+        if not 0 <= _get(cfg, key) <= 1:
+            raise ConfigError(f"{key} is a probability, between 0 and 1, got {_get(cfg, key)}")
     if cfg.TRAIN.EPOCHS < 0 or cfg.TRAIN.WARMUP_EPOCHS < 0:
         raise ConfigError("TRAIN.EPOCHS and TRAIN.WARMUP_EPOCHS must not be negative")
     if not 1 <= cfg.DATA.SYNTHETIC.LPS_LEVEL <= 3:
@@ -329,28 +338,6 @@ def _validate_custom(custom: CN, input_size: int, head_width: int) -> None:
     if input_size % custom.PATCH_SIZE:
         raise ConfigError(f"DATA.INPUT_SIZE {input_size} must be a multiple of MODEL.CUSTOM.PATCH_SIZE "
                           f"{custom.PATCH_SIZE}")
-
-
-def resolve_path(path: str) -> str:
-    """Resolves a config path: absolute, ``~``-relative, or relative to the working directory,
-    falling back to the project root (so shipped files such as labels/ work from anywhere)."""
-    if not path:
-        return path
-    expanded = Path(os.path.expanduser(path))
-    if expanded.is_absolute() or expanded.exists():
-        return str(expanded)
-    shipped = PROJECT_ROOT / expanded
-    return str(shipped) if shipped.exists() else str(expanded)
-
-
-def synthetic_cache_dir(cfg: CN) -> Path:
-    """The folder the synthetic LPS-NTU set of ``cfg`` lives in (one folder per generator setting)."""
-    syn = cfg.DATA.SYNTHETIC
-    base = syn.CACHE or os.environ.get("LPS_HAR_CACHE") or os.path.join("~", ".cache", "lps_har")
-    name = (f"synth_ntu_s{syn.SEED}_px{syn.SIZE}_f{syn.NUM_FRAMES}_a{syn.NUM_ACTIONS}"
-            f"_p{syn.NUM_PERFORMERS}_S{syn.NUM_SETUPS}_C{syn.NUM_CAMERAS}_R{syn.NUM_REPLICATIONS}"
-            f"_l{syn.LPS_LEVEL}")
-    return Path(os.path.expanduser(base)) / name
 
 
 def load_config(path: str | os.PathLike | None = None, opts: Sequence[str] | None = None,

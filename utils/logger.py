@@ -66,3 +66,13 @@ def setup_logging(output_dir: str | None, rank: int = 0, name: str = "log",
         handler._lps_har = True  # marks handlers this function owns, so a second call replaces them
         root.addHandler(handler)
     return root
+
+
+def log_traceback_to_file(message: str) -> None:
+    """Writes ``message`` and the traceback being handled to the log files only (the console got
+    its one line already)."""
+    record = logging.getLogger(__name__).makeRecord(__name__, logging.ERROR, __file__, 0, message, None,
+                                                    sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
