@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import NoReturn, Sequence
 
 from yacs.config import CfgNode
 
-from trainers.distributed import DistInfo, cleanup_distributed, init_distributed
+from trainers.distributed import DistInfo, cleanup_distributed, init_distributed, world_info_from_env
 from trainers.run import print_summary, run
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
@@ -91,10 +90,10 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _is_main_process(info: DistInfo | None) -> bool:
-    """Rank 0, also before the process group exists (the launcher's ``RANK`` variable)."""
+    """Rank 0, also before the process group exists (the launcher's or SLURM's variables)."""
     if info is not None:
         return info.is_main
-    return int(os.environ.get("RANK", "0")) == 0
+    return world_info_from_env()[0] == 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,8 +52,8 @@ def request_frames(indices: np.ndarray, offsets: Sequence[int], num_frames: int)
         ``(frame_ids [U], positions [..., T, F])``: the sorted distinct frames to decode, and for
         every sampled t the rows of its requested frames in ``frame_ids``.
     """
-    wanted = np.clip(np.asarray(indices, np.int64)[..., None] + np.asarray(offsets, np.int64), 0,
-                     num_frames - 1)  # [..., T, F]
+    wanted = np.asarray(indices, np.int64)[..., None] + np.asarray(offsets, np.int64)  # [..., T, F]
+    wanted = np.minimum(np.maximum(wanted, 0), num_frames - 1)  # clamped (np.clip is slower on small arrays)
     frame_ids = np.unique(wanted)
     return frame_ids, np.searchsorted(frame_ids, wanted)
 

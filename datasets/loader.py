@@ -270,7 +270,7 @@ def collate_for(dataset: ClipDataset) -> ClipCollate:
     return ClipCollate(dataset.fields, builder.input_size if builder.crop_on_device else 0)
 
 
-def _worker_init(worker_id: int) -> None:
+def worker_init(worker_id: int) -> None:
     """Workers decode single-threaded (the sample's randomness does not depend on the worker)."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -297,7 +297,7 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
     workers = data.NUM_WORKERS
     common = dict(num_workers=workers, persistent_workers=workers > 0,
                   pin_memory=data.PIN_MEMORY and torch.cuda.is_available(),
-                  worker_init_fn=_worker_init if workers > 0 else None)
+                  worker_init_fn=worker_init if workers > 0 else None)
     train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
                        drop_last=True, collate_fn=collate_for(splits.train), **common)
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,

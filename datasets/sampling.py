@@ -32,7 +32,7 @@ def train_indices(num_frames: int, num_segments: int, rng: np.random.Generator) 
     first, length = _segments(num_frames, num_segments)
     starts = first + np.arange(num_segments) * length
     draws = starts + rng.random(num_segments) * length
-    return np.clip(np.floor(draws).astype(np.int64), first, num_frames - 1)
+    return np.minimum(np.maximum(draws.astype(np.int64), first), num_frames - 1)  # floor: draws >= 0
 
 
 def eval_indices(num_frames: int, num_segments: int, num_clips: int = 1) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -174,8 +175,11 @@ def test_ctrl_c_says_how_to_resume(data, tmp_path, capsys, monkeypatch):
 
 def test_a_user_error_under_torchrun_is_printed_once(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             "--master_port=29517", str(PROJECT / "main.py"), "--output", str(tmp_path / "out"),
+                             f"--master_port={port}", str(PROJECT / "main.py"), "--output", str(tmp_path / "out"),
                              "--opts", "TRAIN.LR", "-1.0"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0
     assert result.stderr.count("error: TRAIN.LR must be positive") == 1, result.stderr[-2000:]

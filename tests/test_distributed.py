@@ -94,3 +94,46 @@ def test_adversarial_head_steps_keep_ranks_identical_and_equal_one_process(tmp_p
     for name, value in single.items():
         assert torch.equal(ranks[0][name], ranks[1][name]), name  # the heads too: their gradients are averaged
         torch.testing.assert_close(ranks[0][name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_nodes_of_one_process_equal_one_process_of_twice_the_batch(tmp_path, make):
+    """Multi-node torchrun on one machine: 2 nodes x 1 process over a c10d rendezvous on localhost."""
+    root = _frames_root(tmp_path, make)
+    single, nodes = tmp_path / "single", tmp_path / "nodes"
+    assert launcher.main(["--output", str(single), "--batch-size", "4", "--opts", "DATA.ROOT", str(root), *TINY,
+                          "TRAIN.EPOCHS", "1"]) == 0
+    endpoint = f"127.0.0.1:{_free_port()}"
+    cmd = _torchrun() + ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
+                         "--rdzv_id=lps_har_test"]
+    args = ["main.py", "--output", str(nodes), "--batch-size", "2", "--opts", "DATA.ROOT", str(root), *TINY,
+            "TRAIN.EPOCHS", "1"]
+    workers = [subprocess.Popen(cmd + [f"--node_rank={rank}"] + args, cwd=PROJECT, env=_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [worker.communicate(timeout=TIMEOUT_S)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    one = torch.load(single / "last.pth", weights_only=True)
+    two = torch.load(nodes / "last.pth", weights_only=True)
+    assert one["global_step"] == two["global_step"] == 2 and two["world_size"] == 2
+    for name, value in one["model"].items():
+        torch.testing.assert_close(two["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_srun_ranks_and_master_from_the_slurm_environment(monkeypatch):
+    from trainers import distributed
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[03-05,9],cpu1")
+    assert distributed.world_info_from_env() == (5, 8, 1)
+    calls = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
+    info = distributed.init_distributed(use_cuda=False)
+    assert (info.rank, info.world_size, info.local_rank, info.distributed) == (5, 8, 1, True)
+    assert os.environ["MASTER_ADDR"] == "gpu03" and os.environ["MASTER_PORT"] == str(distributed.DEFAULT_MASTER_PORT)
+    assert calls == [(("gloo",), {"rank": 5, "world_size": 8})]
+    for nodelist, host in (("node1", "node1"), ("a1,b2", "a1"), ("n[007]", "n007"), ("x-y[10-12]", "x-y10")):
+        assert distributed.first_slurm_host(nodelist) == host

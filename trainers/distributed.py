@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -13,6 +14,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
+
+LOCALHOST = "127.0.0.1"
+SLURM_HOST = re.compile(r"([^,\[]+)(?:\[([^\]]+)\])?")  # one name of a node list, e.g. gpu[03-05,9]
+DEFAULT_MASTER_PORT = 29500  # torchrun's default rendezvous port
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: ``gpu[03-05,9],cpu1`` -> ``gpu03``.
+
+    Args:
+        nodelist: ``SLURM_JOB_NODELIST`` (comma-separated names, each with an optional bracketed
+            list of numbers and ranges that keep their zero padding).
+    """
+    prefix, numbers = SLURM_HOST.match(nodelist).groups()  # the first name, its bracketed numbers
+    return prefix + (numbers.split(",", 1)[0].split("-", 1)[0] if numbers else "")
 
 
 @dataclass(frozen=True)
@@ -63,10 +79,12 @@ def world_info_from_env(local_rank_arg: int | None = None) -> tuple[int, int, in
 
 
 def init_distributed(local_rank_arg: int | None = None, use_cuda: bool | None = None) -> DistInfo:
-    """Initialises the process group when the environment describes more than one process.
+    """Initialises the process group when the environment describes more than one process, or
+    one process started by torchrun / ``torch.distributed.launch``.
 
     gloo on CPU; nccl on GPU with ``device_id`` bound to the local GPU. ``MASTER_ADDR`` /
-    ``MASTER_PORT`` come from the launcher (SLURM users export them).
+    ``MASTER_PORT`` come from the launcher; under ``srun`` they default to the first host of
+    ``SLURM_JOB_NODELIST`` and :data:`DEFAULT_MASTER_PORT` (export them to choose others).
 
     Args:
         local_rank_arg: ``--local-rank`` from ``torch.distributed.launch`` when it passes one.
@@ -82,11 +100,12 @@ def init_distributed(local_rank_arg: int | None = None, use_cuda: bool | None = 
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world_size == 1:
+    if world_size == 1 and "RANK" not in os.environ:  # a launcher's one process still gets its group
         return DistInfo(rank=0, world_size=1, local_rank=local_rank, device=device, distributed=False)
-    if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29500")
+    if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:  # srun: no launcher set the master
+        nodelist = os.environ.get("SLURM_JOB_NODELIST", os.environ.get("SLURM_NODELIST", ""))
+        os.environ.setdefault("MASTER_ADDR", first_slurm_host(nodelist) if nodelist else LOCALHOST)
+        os.environ.setdefault("MASTER_PORT", str(DEFAULT_MASTER_PORT))
     if cuda:
         dist.init_process_group("nccl", rank=rank, world_size=world_size, device_id=device)
     else:

@@ -138,9 +138,11 @@ def checkpoint_state(trainer: Trainer, cfg: CfgNode, info: DistInfo) -> dict[str
 def _wrap(trainer: Trainer, cfg: CfgNode, info: DistInfo) -> None:
     """DDP (when distributed) and ``torch.compile`` (``TRAIN.COMPILE``) around the model."""
     if info.distributed:
+        # gradients as views of the all-reduce buckets: one copy of them less; no buffer is
+        # trained or running (LayerNorm only), so no broadcast of buffers at every forward
         trainer.model = DistributedDataParallel(
             trainer.model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            broadcast_buffers=False)
+            broadcast_buffers=False, gradient_as_bucket_view=True)
     if cfg.TRAIN.COMPILE:
         trainer.model = torch.compile(trainer.model)
 

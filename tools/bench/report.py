@@ -12,6 +12,7 @@ import torch
 from yacs.config import CfgNode
 
 from models.attention import BACKENDS
+from utils.misc import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +40,7 @@ def write_json(path: str | Path, results: dict[str, Any]) -> None:
         path: the JSON file.
         results: the benchmark's results.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
