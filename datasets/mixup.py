@@ -77,21 +77,6 @@ class Mixup:
             lam = 1.0 - (bottom - top) * (right - left) / (height * width)
         return MixDraw(lam, perm, box, self)
 
-    def __call__(self, clips: torch.Tensor, label: torch.Tensor,
-                 identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mixes a batch.
-
-        Args:
-            clips: [B, T, 3, H, W].
-            label: [B] action labels.
-            identity: [B] identity labels.
-
-        Returns:
-            mixed clips [B, T, 3, H, W], action targets [B, K], identity targets [B, P].
-        """
-        mix = self.draw(clips.shape[0], clips.shape[-2], clips.shape[-1], clips.device)
-        return (mix(clips),) + mix.targets(label, identity)
-
 
 @dataclass(frozen=True)
 class MixDraw:

@@ -20,7 +20,33 @@ from datasets.restore import RL_ITERATIONS, WIENER_NSR, restore_frames
 from utils.misc import PIXEL_MAX
 
 
-class FilmClip:
+class _RGBTransformClip:
+    """A clip whose RGB frames pass through :meth:`transform` (gray is taken after it).
+
+    Args:
+        clip: the source clip (RGB frames).
+    """
+
+    def __init__(self, clip: Clip) -> None:
+        self.clip = clip
+        self.num_frames = clip.num_frames
+
+    def transform(self, rgb: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, 3, H, W]`` -> uint8 ``[N, 3, H, W]``."""
+        raise NotImplementedError
+
+    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
+        """Transformed frames ``indices``: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
+        rgb = torch.from_numpy(np.ascontiguousarray(self.clip.read(indices, gray=False)))
+        frames = np.ascontiguousarray(self.transform(rgb.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy())
+        return to_gray(frames) if gray else frames
+
+    def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, Levels]:
+        """Gray transformed frames and the identity levels."""
+        return self.read(indices, gray=True), GRAY_LEVELS
+
+
+class FilmClip(_RGBTransformClip):
     """A clip seen through ``level`` layers of simulated film.
 
     Args:
@@ -30,24 +56,16 @@ class FilmClip:
     """
 
     def __init__(self, clip: Clip, level: int, generator: torch.Generator) -> None:
-        self.clip = clip
+        super().__init__(clip)
         self.level = level
         self.generator = generator
-        self.num_frames = clip.num_frames
 
-    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        """Degraded frames ``indices``: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
-        rgb = torch.from_numpy(np.ascontiguousarray(self.clip.read(indices, gray=False)))
-        degraded = simulate_lps(rgb.permute(0, 3, 1, 2), self.level, self.generator)  # [N, 3, H, W]
-        frames = np.ascontiguousarray(degraded.permute(0, 2, 3, 1).numpy())
-        return to_gray(frames) if gray else frames
-
-    def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, Levels]:
-        """Gray degraded frames and the identity levels."""
-        return self.read(indices, gray=True), GRAY_LEVELS
+    def transform(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The film's degradation of uint8 ``[N, 3, H, W]`` frames."""
+        return simulate_lps(rgb, self.level, self.generator)
 
 
-class RestoredClip:
+class RestoredClip(_RGBTransformClip):
     """A degraded clip deconvolved with the known PSF of ``level`` film layers.
 
     Args:
@@ -60,21 +78,13 @@ class RestoredClip:
 
     def __init__(self, clip: Clip, method: str, level: int, nsr: float = WIENER_NSR,
                  iterations: int = RL_ITERATIONS) -> None:
-        self.clip = clip
+        super().__init__(clip)
         self.method = method
         self.level = level
         self.nsr = nsr
         self.iterations = iterations
-        self.num_frames = clip.num_frames
 
-    def read(self, indices: np.ndarray, gray: bool) -> np.ndarray:
-        """Restored frames ``indices``: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
-        rgb = torch.from_numpy(np.ascontiguousarray(self.clip.read(indices, gray=False)))
-        x = rgb.permute(0, 3, 1, 2).float() / PIXEL_MAX  # [N, 3, H, W]
-        x = restore_frames(x, self.method, self.level, self.nsr, self.iterations)
-        frames = (x * PIXEL_MAX).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-        return to_gray(frames) if gray else frames
-
-    def read_luma(self, indices: np.ndarray) -> tuple[np.ndarray, Levels]:
-        """Gray restored frames and the identity levels."""
-        return self.read(indices, gray=True), GRAY_LEVELS
+    def transform(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of uint8 ``[N, 3, H, W]`` frames."""
+        x = restore_frames(rgb.float() / PIXEL_MAX, self.method, self.level, self.nsr, self.iterations)
+        return (x * PIXEL_MAX).round().to(torch.uint8)

@@ -30,7 +30,8 @@ def test_targets_and_lambda_consistent(mixup, cutmix):
     mix = Mixup(mixup, cutmix, 0.5, smoothing, K, P, generator=np.random.default_rng(3))
     for _ in range(5):
         clips, label, identity = _batch()
-        mixed, action, ident = mix(clips, label, identity)
+        draw = mix.draw(clips.shape[0], clips.shape[-2], clips.shape[-1])  # what the trainer draws
+        mixed, (action, ident) = draw(clips), draw.targets(label, identity)
         assert mixed.shape == clips.shape and action.shape == (B, K) and ident.shape == (B, P)
         torch.testing.assert_close(action.sum(1), torch.ones(B))
         torch.testing.assert_close(ident.sum(1), torch.ones(B))
