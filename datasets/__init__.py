@@ -1,4 +1,4 @@
-"""Data: NTU naming and benchmarks, sources per layout, sampling, source wrappers, the item
+"""Data: NTU and P3AR-PKU naming and benchmarks, sources per layout, sampling, source wrappers, the item
 builder, mixup, loaders, and the device end of the data path."""
 from datasets.dataset import ClipCollate, ClipDataset, Restoration, sample_rng
 from datasets.device import to_device
@@ -6,13 +6,15 @@ from datasets.items import ItemBuilder, request_frames
 from datasets.loader import (DataSplits, EvalSampler, Loaders, TrainSampler, build_datasets, build_loaders,
                              collate_for)
 from datasets.mixup import Mixup, build_mixup
-from datasets.ntu import NtuName, load_class_names, parse_name, split_names
+from datasets.names import load_class_names, parse_name, split_names
+from datasets.ntu import NtuName
+from datasets.pku import PkuName
 from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip
 from datasets.sampling import FrameSampler
 
 __all__ = [
     "ClipCollate", "ClipDataset", "DataError", "DataSplits", "EvalSampler", "FrameFolderClip",
-    "FrameSampler", "ItemBuilder", "Loaders", "Mixup", "NtuName", "PrecomputedClip", "Restoration",
+    "FrameSampler", "ItemBuilder", "Loaders", "Mixup", "NtuName", "PkuName", "PrecomputedClip", "Restoration",
     "TrainSampler", "VideoClip", "build_datasets", "build_loaders", "build_mixup", "collate_for",
     "load_class_names", "parse_name", "request_frames", "sample_rng", "split_names", "to_device",
 ]

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.items import Fields, ItemBuilder
-from datasets.ntu import parse_name
+from datasets.names import parse_name
 from datasets.readers import Clip, DataError, PrecomputedClip
 from datasets.sampling import FrameSampler
 from datasets.wrappers import FilmClip, RestoredClip
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SKIPS = 16  # training: consecutive unreadable samples tolerated before giving up
 SEED_BITS = 63
-SCALAR_KEYS = ("label", "identity", "index", "num_bad")  # item fields collated as int64 [B]
+LABEL_KEYS = ("label", "camera", "index")  # integer fields of every item, collated as int64 [B]
 
 ClipOpener = Callable[[str], Union[Clip, PrecomputedClip]]
 
@@ -54,10 +54,12 @@ class Restoration:
 
 
 class ClipDataset(Dataset):
-    """NTU-named clips as items of uint8 frames for an input encoder (:mod:`datasets.items`).
+    """Named clips (NTU or P3AR-PKU) as items of uint8 frames for an input encoder (:mod:`datasets.items`).
 
-    Items: the :class:`~datasets.items.ItemBuilder` fields (``frames`` ...) plus ``label``,
-    ``identity``, ``index`` and ``num_bad`` (unreadable samples skipped to produce this item).
+    Items: the :class:`~datasets.items.ItemBuilder` fields (``frames`` ...) plus the integers
+    ``label`` (action), ``camera``, one per privacy label of the names (``identity``; on P3AR-PKU
+    also ``gender``, ``hairstyle``, ``glasses``, ``upper``, ``lower``), ``index`` and ``num_bad``
+    (unreadable samples skipped to produce this item).
 
     Args:
         names: canonical sample names.
@@ -80,7 +82,8 @@ class ClipDataset(Dataset):
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
         self.labels = [p.label for p in parsed]
-        self.identities = [p.identity for p in parsed]
+        self.cameras = [p.camera for p in parsed]
+        self.privacy_labels = [p.privacy_labels for p in parsed]
         self.opener = opener
         self.sampler = sampler
         self.builder = builder
@@ -98,6 +101,16 @@ class ClipDataset(Dataset):
     def num_views(self) -> int:
         """Views per test item (1 in training)."""
         return 1 if self.train else self.sampler.num_views * self.builder.num_crop
+
+    @property
+    def identities(self) -> list[int]:
+        """The identity label of every sample."""
+        return [labels["identity"] for labels in self.privacy_labels]
+
+    @property
+    def scalar_keys(self) -> tuple[str, ...]:
+        """The integer fields of the items: :data:`LABEL_KEYS` and the names' privacy labels."""
+        return LABEL_KEYS + tuple(self.privacy_labels[0] if self.privacy_labels else ())
 
     @property
     def fields(self) -> Fields:
@@ -121,8 +134,8 @@ class ClipDataset(Dataset):
                     return None
                 continue
             item = {key: torch.from_numpy(value) for key, value in arrays.items()}
-            item.update(label=self.labels[current], identity=self.identities[current], index=current,
-                        num_bad=skipped)
+            item.update(label=self.labels[current], camera=self.cameras[current], **self.privacy_labels[current],
+                        index=current, num_bad=skipped)
             return item
         raise DataError(f"{MAX_SKIPS} consecutive samples from {self.names[index]} are unreadable; "
                         "check the data folder")
@@ -157,16 +170,18 @@ class ClipCollate:
 
     Batch: the items' arrays stacked (``frames`` [B, ...]; uncropped ``crop_on_device`` frames
     [U, H, W] zero-padded to the batch's largest U, with ``size`` the output side as an int64
-    scalar), ``label``/``identity``/``index`` int64 [B] and ``num_bad`` int64 scalar (unreadable
-    samples skipped for this batch).
+    scalar), the integer fields (``label``, ``camera``, ``identity`` ..., ``index``) int64 [B] and
+    ``num_bad`` int64 scalar (unreadable samples skipped for this batch).
 
     Args:
         fields: the items' array shapes and dtypes (:attr:`ClipDataset.fields`), used for an
             all-skipped, empty batch.
+        scalars: the items' integer fields (:attr:`ClipDataset.scalar_keys`).
         crop_size: the output side of ``crop_on_device`` items (0 = the items are cropped).
     """
 
     fields: Fields
+    scalars: tuple[str, ...] = LABEL_KEYS + ("identity",)
     crop_size: int = 0
 
     def __call__(self, items: list[dict | None]) -> dict[str, torch.Tensor]:
@@ -176,8 +191,8 @@ class ClipCollate:
             batch = {key: torch.empty((0,) + shape, dtype=dtype) for key, (shape, dtype) in self.fields.items()}
         else:
             batch = {key: _stack_padded([item[key] for item in kept])
-                     for key in kept[0] if key not in SCALAR_KEYS}
-        for key in ("label", "identity", "index"):
+                     for key in kept[0] if key not in self.scalars and key != "num_bad"}
+        for key in self.scalars:
             batch[key] = torch.tensor([item[key] for item in kept], dtype=torch.long)
         batch["num_bad"] = torch.tensor(num_bad, dtype=torch.long)
         if self.crop_size:

@@ -3,7 +3,7 @@
 Layouts (``DATA.LAYOUT``): ``video`` (``DATA.ROOT/<name>DATA.VIDEO_EXT``), ``frames``
 (``DATA.ROOT/<name>/*.jpg``), ``precomputed`` (``DATA.FD_ROOT/<name>/<i>.jpg`` and
 ``DATA.AVG_ROOT/<name>/<i>.jpg``) and ``packed`` (``DATA.PACKED_ROOT``, gray frames in
-memory-mapped shards, see :mod:`datasets.packed`). Sample names are the NTU-named
+memory-mapped shards, see :mod:`datasets.packed`). Sample names are the NTU- or P3AR-PKU-named
 entries under the root, or the split lists when given. With ``DATA.ROOT == ""`` and
 ``DATA.SYNTHETIC.ENABLED`` the synthetic LPS-NTU set is generated once into the cache and read.
 """
@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 
 from datasets.dataset import ClipCollate, ClipDataset, ClipOpener, Restoration
 from datasets.items import ItemBuilder
-from datasets.ntu import NTU_NAME_RE, load_class_names, parse_name, split_names
+from datasets.names import is_sample_name, load_class_names, parse_name, split_names
 from datasets.packed import PackedClip, PackedStore
 from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
 from datasets.sampling import FrameSampler
@@ -105,7 +105,7 @@ class Loaders:
         train_sampler: call ``set_epoch(epoch)`` before each epoch.
         val_sampler: this rank's shard of the validation set.
         class_names: the K action names.
-        train_identities: identity labels (P - 1) present in training.
+        train_labels: privacy head -> its labels present in training (closed-set accuracy).
         num_train: training videos (all ranks).
         num_val: validation videos (all ranks).
     """
@@ -115,7 +115,7 @@ class Loaders:
     train_sampler: TrainSampler
     val_sampler: EvalSampler
     class_names: list[str]
-    train_identities: set[int]
+    train_labels: dict[str, set[int]]
     num_train: int
     num_val: int
 
@@ -145,12 +145,12 @@ def _list_entries(root: Path, layout: str, video_ext: str) -> dict[str, Path]:
     ignored = 0
     for entry in sorted(root.iterdir()):
         wanted = entry.is_file() and entry.name.endswith(video_ext) if layout == "video" else entry.is_dir()
-        if wanted and NTU_NAME_RE.match(entry.name):
+        if wanted and is_sample_name(entry.name):
             found[parse_name(entry.name).name] = entry
         else:
             ignored += 1
     if ignored:
-        logger.info("ignored %d entries of %s that are not NTU-named %s", ignored, root,
+        logger.info("ignored %d entries of %s that are not sample-named %s", ignored, root,
                     "videos" if layout == "video" else "folders")
     return found
 
@@ -196,15 +196,21 @@ def _resolve_root(cfg: CfgNode) -> tuple[Path, Path | None, str]:
     return root, None, data.VIDEO_EXT
 
 
-def _check_labels(names: list[str], num_classes: int, num_identities: int, part: str) -> None:
+def _check_labels(names: list[str], num_classes: int, heads: dict[str, int], part: str) -> None:
+    """Every action and privacy label of ``names`` fits the configured class counts."""
     for name in names:
         parsed = parse_name(name)
         if parsed.label >= num_classes:
             raise UserError(f"{part} sample {name} has action {parsed.action} > DATA.NUM_CLASSES = "
                             f"{num_classes}; raise DATA.NUM_CLASSES or filter the data")
-        if parsed.identity >= num_identities:
-            raise UserError(f"{part} sample {name} has performer {parsed.performer} > "
-                            f"DATA.NUM_IDENTITIES = {num_identities}; raise DATA.NUM_IDENTITIES")
+        labels = parsed.privacy_labels
+        for head, classes in heads.items():
+            if head not in labels:
+                raise UserError(f"{part} sample {name} has no {head} label for MODEL.PRIVACY_HEADS; its "
+                                f"names carry {', '.join(labels)}")
+            if labels[head] >= classes:
+                raise UserError(f"{part} sample {name} has {head} {labels[head] + 1} > its MODEL.PRIVACY_CLASSES "
+                                f"entry {classes}; raise it")
 
 
 def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoration: Restoration | None = None,
@@ -242,8 +248,9 @@ def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoratio
     if not train_names or not val_names:
         raise UserError(f"{root}: {len(train_names)} training and {len(val_names)} validation samples "
                         f"for {data.DATASET} {data.BENCHMARK}; check DATA.ROOT and the split lists")
-    _check_labels(train_names, data.NUM_CLASSES, data.NUM_IDENTITIES, "training")
-    _check_labels(val_names, data.NUM_CLASSES, data.NUM_IDENTITIES, "validation")
+    heads = dict(zip(cfg.MODEL.PRIVACY_HEADS, cfg.MODEL.PRIVACY_CLASSES))
+    _check_labels(train_names, data.NUM_CLASSES, heads, "training")
+    _check_labels(val_names, data.NUM_CLASSES, heads, "validation")
     avg_root = Path(resolve_path(data.AVG_ROOT)) if data.LAYOUT == "precomputed" else None
     opener: ClipOpener = partial(_open_sample, layout=data.LAYOUT, paths=paths, root=root,
                                  video_ext=video_ext, avg_root=avg_root, store=store,
@@ -267,7 +274,7 @@ def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoratio
 def collate_for(dataset: ClipDataset) -> ClipCollate:
     """The collate function of ``dataset``'s items."""
     builder = dataset.builder
-    return ClipCollate(dataset.fields, builder.input_size if builder.crop_on_device else 0)
+    return ClipCollate(dataset.fields, dataset.scalar_keys, builder.input_size if builder.crop_on_device else 0)
 
 
 def worker_init(worker_id: int) -> None:
@@ -302,9 +309,9 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
                        drop_last=True, collate_fn=collate_for(splits.train), **common)
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,
                      drop_last=False, collate_fn=collate_for(splits.val), **common)
-    train_identities = set(splits.train.identities)
-    logger.info("data: %d train / %d val videos from %s, %d classes, %d train identities",
-                len(splits.train), len(splits.val), splits.root, len(splits.class_names),
-                len(train_identities))
-    return Loaders(train, val, train_sampler, val_sampler, splits.class_names, train_identities,
+    train_labels = {head: {labels[head] for labels in splits.train.privacy_labels} for head in cfg.MODEL.PRIVACY_HEADS}
+    logger.info("data: %d train / %d val videos from %s, %d classes, %s", len(splits.train), len(splits.val),
+                splits.root, len(splits.class_names),
+                ", ".join(f"{len(values)} train {head} labels" for head, values in train_labels.items()))
+    return Loaders(train, val, train_sampler, val_sampler, splits.class_names, train_labels,
                    len(splits.train), len(splits.val))

@@ -1,4 +1,4 @@
-"""Mixup / CutMix over clips that mixes the action AND the identity targets with one lambda.
+"""Mixup / CutMix over clips that mixes the action AND the privacy targets with one lambda.
 
 One lambda and one permutation per batch; the CutMix box is the same for all T frames of a clip,
 and lambda is corrected to the exact box area.
@@ -6,6 +6,7 @@ and lambda is corrected to the exact box area.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> 
 
 
 class Mixup:
-    """Batch-level Mixup / CutMix for clips with action and identity targets.
+    """Batch-level Mixup / CutMix for clips with action and privacy targets.
 
     Args:
         mixup_alpha: Beta(alpha, alpha) of Mixup (0 = off).
@@ -28,19 +29,19 @@ class Mixup:
         switch_prob: probability of CutMix instead of Mixup when both are on.
         label_smoothing: smoothing of both target sets.
         num_classes: K, action classes.
-        num_identities: P, identity classes.
+        privacy_classes: privacy head name -> its classes (identity, attributes).
         generator: source of the random draws (None = a fresh unseeded one).
     """
 
     def __init__(self, mixup_alpha: float, cutmix_alpha: float, switch_prob: float,
-                 label_smoothing: float, num_classes: int, num_identities: int,
+                 label_smoothing: float, num_classes: int, privacy_classes: Mapping[str, int],
                  generator: np.random.Generator | None = None) -> None:
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.switch_prob = switch_prob
         self.label_smoothing = label_smoothing
         self.num_classes = num_classes
-        self.num_identities = num_identities
+        self.privacy_classes = dict(privacy_classes)
         self.rng = generator if generator is not None else np.random.default_rng()
 
     def _draw(self) -> tuple[float, bool]:
@@ -104,14 +105,18 @@ class MixDraw:
         clips[..., top:bottom, left:right] = clips[perm][..., top:bottom, left:right]
         return clips
 
-    def targets(self, label: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Soft action targets [B, K] and identity targets [B, P] mixed like the clips."""
-        m, perm = self.mixup, self.perm.to(label.device)
-        action = smooth_one_hot(label, m.num_classes, m.label_smoothing)
-        ident = smooth_one_hot(identity, m.num_identities, m.label_smoothing)
-        action = action * self.lam + action[perm] * (1.0 - self.lam)  # [B, K]
-        ident = ident * self.lam + ident[perm] * (1.0 - self.lam)  # [B, P]
-        return action, ident
+    def mixed(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Labels [B] -> smoothed one-hot targets [B, num_classes] mixed like the clips."""
+        target = smooth_one_hot(labels, num_classes, self.mixup.label_smoothing)
+        perm = self.perm.to(labels.device)
+        return target * self.lam + target[perm] * (1.0 - self.lam)
+
+    def targets(self, label: torch.Tensor, privacy: Mapping[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Soft action targets [B, K] and privacy targets ``{head: [B, C_h]}`` mixed like the clips."""
+        classes = self.mixup.privacy_classes
+        return (self.mixed(label, self.mixup.num_classes),
+                {name: self.mixed(target, classes[name]) for name, target in privacy.items()})
 
 
 def build_mixup(cfg: CfgNode, generator: np.random.Generator | None = None) -> Mixup | None:
@@ -125,5 +130,6 @@ def build_mixup(cfg: CfgNode, generator: np.random.Generator | None = None) -> M
         return None
     return Mixup(mixup_alpha=cfg.AUG.MIXUP, cutmix_alpha=cfg.AUG.CUTMIX,
                  switch_prob=cfg.AUG.MIXUP_SWITCH_PROB, label_smoothing=cfg.AUG.LABEL_SMOOTH,
-                 num_classes=cfg.DATA.NUM_CLASSES, num_identities=cfg.DATA.NUM_IDENTITIES,
+                 num_classes=cfg.DATA.NUM_CLASSES,
+                 privacy_classes=dict(zip(cfg.MODEL.PRIVACY_HEADS, cfg.MODEL.PRIVACY_CLASSES)),
                  generator=generator)

@@ -1,4 +1,4 @@
-"""NTU RGB+D sample naming (``SsssCcccPpppRrrrAaaa``), benchmark splits and class names.
+"""NTU RGB+D sample naming (``SsssCcccPpppRrrrAaaa``) and its benchmark rules.
 
 The four benchmarks are rules on the name fields; they reproduce the official split lists
 exactly (``tests/test_ntu.py`` checks every listed name):
@@ -8,15 +8,14 @@ exactly (``tests/test_ntu.py`` checks every listed name):
 - NTU120-XSub: the 53 training performers of the NTU RGB+D 120 paper;
 - NTU120-XSet: even setup ids train, odd setup ids validate.
 
-NTU60 is the subset with actions 1..60 recorded in setups 1..17; NTU120 is everything.
+NTU60 is the subset with actions 1..60 recorded in setups 1..17; NTU120 is everything. The
+splitting and the list files of both dataset families are in :mod:`datasets.names`.
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable
 
 from utils.errors import UserError
 
@@ -32,16 +31,11 @@ NTU120_XSUB_TRAIN_PERFORMERS = frozenset(
      52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95,
      97, 98, 100, 103))
 
-DATASETS = ("ntu60", "ntu120")
 BENCHMARKS = {"ntu60": ("xsub", "xview"), "ntu120": ("xsub", "xset")}
 
 
 class NtuNameError(UserError):
     """A sample name that does not follow the NTU pattern ``SsssCcccPpppRrrrAaaa``."""
-
-
-class SplitFileError(UserError):
-    """A split list or label file that is missing or unreadable."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +72,18 @@ class NtuName:
         """The 0-based identity label P - 1."""
         return self.performer - 1
 
+    @property
+    def privacy_labels(self) -> dict[str, int]:
+        """Every 0-based privacy label of the name: the identity."""
+        return {"identity": self.identity}
 
-def parse_name(name: str) -> NtuName:
+    @property
+    def attacker_train(self) -> bool:
+        """The fresh attacker's half: odd replications train it, even ones test it (docs/privacy.md)."""
+        return self.replication % 2 == 1
+
+
+def parse_ntu_name(name: str) -> NtuName:
     """Parses an NTU sample name; a suffix (``_rgb``) or extension (``.avi``) after it is ignored.
 
     Args:
@@ -117,64 +121,3 @@ def is_train(parsed: NtuName, dataset: str, benchmark: str) -> bool:
         return parsed.setup % 2 == 0
     performers = NTU60_XSUB_TRAIN_PERFORMERS if dataset == "ntu60" else NTU120_XSUB_TRAIN_PERFORMERS
     return parsed.performer in performers
-
-
-def read_name_list(path: str | Path) -> list[str]:
-    """Reads a split list: one sample name per line (blank lines and ``#`` comments skipped;
-    a suffix or extension after the NTU name is stripped).
-
-    Raises:
-        SplitFileError: the file is missing.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SplitFileError(f"split list {path} not found; fix DATA.TRAIN_FILE / DATA.VAL_FILE")
-    names = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            names.append(parse_name(line.split()[0]).name)
-    return names
-
-
-def split_names(names: Iterable[str], dataset: str, benchmark: str, train_file: str = "",
-                val_file: str = "") -> tuple[list[str], list[str]]:
-    """Splits sample names into (train, val) by the benchmark rule.
-
-    Args:
-        names: sample names (suffixes/extensions allowed; the canonical names are returned).
-        dataset: ntu60 | ntu120 (ntu60 keeps actions 1..60 of setups 1..17).
-        benchmark: xsub | xview (ntu60) ; xsub | xset (ntu120).
-        train_file: optional split list that replaces the rule for the training part.
-        val_file: optional split list that replaces the rule for the validation part.
-
-    Returns:
-        Sorted canonical names of the training and validation parts.
-    """
-    parts: tuple[set[str], set[str]] = (set(), set())
-    for name in names:
-        parsed = parse_name(name)
-        if in_dataset(parsed, dataset):
-            parts[0 if is_train(parsed, dataset, benchmark) else 1].add(parsed.name)
-    train, val = sorted(parts[0]), sorted(parts[1])
-    if train_file:
-        train = read_name_list(train_file)
-    if val_file:
-        val = read_name_list(val_file)
-    return train, val
-
-
-def load_class_names(path: str | Path, num_classes: int) -> list[str]:
-    """Reads the first ``num_classes`` class names (one per line) of a label file.
-
-    Raises:
-        SplitFileError: the file is missing or holds fewer than ``num_classes`` names.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SplitFileError(f"label file {path} not found; fix DATA.LABEL_LIST")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if len(names) < num_classes:
-        raise SplitFileError(f"label file {path} has {len(names)} names, fewer than "
-                             f"DATA.NUM_CLASSES = {num_classes}")
-    return names[:num_classes]

@@ -70,7 +70,7 @@ def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
 
     Args:
         cfg: the experiment config (reads MODEL.*, DATA.NUM_FRAMES, DATA.INPUT_SIZE,
-            DATA.NUM_IDENTITIES, TRAIN.USE_CHECKPOINT).
+            MODEL.PRIVACY_HEADS / PRIVACY_CLASSES, TRAIN.USE_CHECKPOINT).
         class_names: the K action class names, in label order.
 
     Returns:
@@ -85,7 +85,8 @@ def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
         raise UserError(f"DATA.INPUT_SIZE {cfg.DATA.INPUT_SIZE} is not a multiple of the "
                         f"{cfg.MODEL.ARCH} patch size {size.patch_size}")
     model = MSPNet(size=size, image_size=cfg.DATA.INPUT_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
-                   class_names=class_names, num_identities=cfg.DATA.NUM_IDENTITIES,
+                   class_names=class_names,
+                   privacy_heads=dict(zip(cfg.MODEL.PRIVACY_HEADS, cfg.MODEL.PRIVACY_CLASSES)),
                    temporal_layers=cfg.MODEL.TEMPORAL_LAYERS, prompt_layers=cfg.MODEL.PROMPT_LAYERS,
                    prompt_alpha=cfg.MODEL.PROMPT_ALPHA, drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
                    backend=cfg.MODEL.ATTN_BACKEND, input_encoder=build_input_encoder(cfg))

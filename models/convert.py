@@ -2,8 +2,11 @@
 
 The original release (X-CLIP lineage) names its modules ``sft`` (temporal fusion),
 ``prompts_visual_ln`` / ``prompts_visual_proj`` / ``prompts_generator`` (video prompt, with
-separate ``q_proj``/``k_proj``/``v_proj`` and ``proj``) and ``id_classifier``; this project calls
-them ``temporal``, ``prompt`` (one packed ``in_proj_weight`` and ``out_proj``) and ``id_head``.
+separate ``q_proj``/``k_proj``/``v_proj`` and ``proj``) and ``id_classifier`` (P3AR-PKU:
+``id_classifier_22`` and the attribute heads ``uuu_classifier`` ... ``yyy_classifier``); this
+project calls them ``temporal``, ``prompt`` (one packed ``in_proj_weight`` and ``out_proj``) and
+``heads.identity`` (``heads.gender``, ``heads.hairstyle``, ``heads.glasses``, ``heads.upper``,
+``heads.lower``). The inverse conversion writes the NTU name ``id_classifier``.
 Vision (``visual.*``) and text keys are the same in both.
 """
 from __future__ import annotations
@@ -34,7 +37,14 @@ _RENAMES = (
     ("prompts_generator.decoder.{i}.mlp.3.{rest}", "prompt.decoder.{i}.mlp.c_proj.{rest}"),
     ("prompts_generator.decoder.{i}.cross_attn.proj.{rest}",
      "prompt.decoder.{i}.cross_attn.out_proj.{rest}"),
-    ("id_classifier.{rest}", "id_head.{rest}"),
+    ("id_classifier.{rest}", "heads.identity.{rest}"),
+    # the P3AR-PKU model's heads (its mspnet_pku.py): identity of 22 people and five attributes
+    ("id_classifier_22.{rest}", "heads.identity.{rest}"),
+    ("uuu_classifier.{rest}", "heads.gender.{rest}"),
+    ("vvv_classifier.{rest}", "heads.hairstyle.{rest}"),
+    ("www_classifier.{rest}", "heads.glasses.{rest}"),
+    ("xxx_classifier.{rest}", "heads.upper.{rest}"),
+    ("yyy_classifier.{rest}", "heads.lower.{rest}"),
 )
 _PLACEHOLDERS = {"i": r"\d+", "norm": "norm1|norm3", "rest": ".+"}
 _QKV = ("q_proj", "k_proj", "v_proj")

@@ -1,4 +1,4 @@
-"""MSPNet: CFSA/IFNS CLIP video encoder, temporal fusion, video prompts, action and identity heads."""
+"""MSPNet: CFSA/IFNS CLIP video encoder, temporal fusion, video prompts, action and privacy heads."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from models.attention import BACKENDS, Attention
 from models.clip import ClipSize, Transformer, init_clip_transformer, tokenize
-from models.heads import IdentityHead, scale_grad
+from models.heads import PrivacyHeads, scale_grad
 from models.prompt import VideoPrompt
 from models.temporal import TemporalFusion
 from models.vision import VisionTransformer, init_new_module
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 LOGIT_SCALE_INIT = math.log(1 / 0.07)  # CLIP's initial temperature
 TOKEN_EMBEDDING_STD = 0.02
 TEXT_POSITION_STD = 0.01
-FREEZABLE = ("text", "visual")
+FREEZABLE = ("text", "visual", "logit_scale", "temporal", "prompt", "heads")
 
 
 class MSPNet(nn.Module):
@@ -31,7 +31,7 @@ class MSPNet(nn.Module):
         image_size: input side in pixels (a multiple of the patch size).
         num_frames: frames T per clip.
         class_names: the K action class names, encoded by the text tower.
-        num_identities: identity head outputs P.
+        privacy_heads: privacy head name -> classes (``identity``, and on P3AR-PKU the attributes).
         temporal_layers: temporal fusion blocks.
         prompt_layers: prompt decoder layers.
         prompt_alpha: initial prompt scale.
@@ -42,7 +42,7 @@ class MSPNet(nn.Module):
     """
 
     def __init__(self, *, size: ClipSize, image_size: int, num_frames: int, class_names: Sequence[str],
-                 num_identities: int, temporal_layers: int = 1, prompt_layers: int = 2,
+                 privacy_heads: Mapping[str, int], temporal_layers: int = 1, prompt_layers: int = 2,
                  prompt_alpha: float = 0.1, drop_path_rate: float = 0.0, backend: str = "sdpa",
                  input_encoder: nn.Module | None = None) -> None:
         super().__init__()
@@ -63,12 +63,12 @@ class MSPNet(nn.Module):
                                        layers=temporal_layers, backend=backend)
         self.prompt = VideoPrompt(vision_width=size.width, width=size.embed_dim, layers=prompt_layers,
                                   alpha=prompt_alpha, backend=backend)
-        self.id_head = IdentityHead(size.embed_dim, num_identities)
+        self.heads = PrivacyHeads(size.embed_dim, privacy_heads)
         self.register_buffer("text_tokens", tokenize(list(class_names), size.context_length),
                              persistent=False)
         self.register_buffer("text_cache", None, persistent=False)
         self._init_clip(size)
-        init_new_module(self.id_head)
+        init_new_module(self.heads)
 
     def _init_clip(self, size: ClipSize) -> None:
         nn.init.normal_(self.token_embedding.weight, std=TOKEN_EMBEDDING_STD)
@@ -84,34 +84,40 @@ class MSPNet(nn.Module):
                 self.text_projection]
 
     def new_modules(self) -> list[nn.Module]:
-        """Modules trained from scratch (CFSA messages, IFNS mix, temporal, prompt, identity head,
+        """Modules trained from scratch (CFSA messages, IFNS mix, temporal, prompt, privacy heads,
         and the input encoder's parameters if it has any)."""
-        return self.visual.new_modules() + [self.temporal, self.prompt, self.id_head, self.input_encoder]
+        return self.visual.new_modules() + [self.temporal, self.prompt, self.heads, self.input_encoder]
 
     def new_parameter_names(self) -> set[str]:
         """State-dict names of the parameters of :meth:`new_modules`."""
         ids = {id(p) for m in self.new_modules() for p in m.parameters()}
         return {name for name, p in self.named_parameters() if id(p) in ids}
 
+    def freezable_parts(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of each part :meth:`freeze` can stop (names of :data:`FREEZABLE`)."""
+        new = {id(p) for m in self.visual.new_modules() for p in m.parameters()}
+        text = [p for part in self.text_modules()
+                for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
+        return {"text": text, "visual": [p for p in self.visual.parameters() if id(p) not in new],
+                "logit_scale": [self.logit_scale], "temporal": list(self.temporal.parameters()),
+                "prompt": list(self.prompt.parameters()), "heads": list(self.heads.parameters())}
+
     def freeze(self, parts: Sequence[str]) -> None:
-        """Stops gradients of CLIP towers.
+        """Stops gradients of parts of the model (they keep their pretrained or initial values).
 
         Args:
             parts: any of ``text`` (the CLIP text tower), ``visual`` (the CLIP vision tower, not
-                the IFNS mix nor the CFSA message layers).
+                the IFNS mix nor the CFSA message layers), ``logit_scale``, ``temporal`` (the
+                temporal fusion), ``prompt`` (the video prompt), ``heads`` (the privacy heads).
+                The original release's ``FIX_TEXT`` freezes text, logit_scale, temporal and heads.
         """
         unknown = set(parts) - set(FREEZABLE)
         if unknown:
             raise ValueError(f"cannot freeze {sorted(unknown)}; parts are {FREEZABLE}")
-        new = {id(p) for m in self.visual.new_modules() for p in m.parameters()}
-        if "visual" in parts:
-            for p in self.visual.parameters():
-                if id(p) not in new:
-                    p.requires_grad_(False)
-        if "text" in parts:
-            for part in self.text_modules():
-                for p in ([part] if isinstance(part, nn.Parameter) else part.parameters()):
-                    p.requires_grad_(False)
+        groups = self.freezable_parts()
+        for part in parts:
+            for p in groups[part]:
+                p.requires_grad_(False)
         self.text_cache = None
 
     def no_weight_decay(self) -> set[str]:
@@ -164,21 +170,22 @@ class MSPNet(nn.Module):
         """frames (the input encoder's input) -> video feature [B, E] (not normalised)."""
         return self._encode(self.input_encoder(frames))[0]
 
-    def forward(self, frames: Tensor, id_grad_scale: float = 1.0, mix: Callable[[Tensor], Tensor] | None = None,
-                return_video: bool = False) -> tuple[Tensor, ...]:
-        """Action and identity logits of a batch.
+    def forward(self, frames: Tensor, privacy_grad_scale: float = 1.0,
+                mix: Callable[[Tensor], Tensor] | None = None,
+                return_video: bool = False) -> tuple[Tensor, dict[str, Tensor]] | tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Action and privacy logits of a batch.
 
         Args:
             frames: the input encoder's input, uint8 ``[B, T, F, C, H, W]`` (see
                 :mod:`models.encoders`); without an encoder the clips [B, T, 3, H, W].
-            id_grad_scale: multiplies the gradient from the identity head into the encoder
+            privacy_grad_scale: multiplies the gradient from the privacy heads into the encoder
                 (negative = gradient reversal); the forward pass is unchanged.
             mix: applied to the encoded clips [B, T, 3, H, W] before the towers (a mixup/cutmix
                 draw of the batch), or None.
-            return_video: also return the normalised video feature [B, E] the identity head read.
+            return_video: also return the normalised video feature [B, E] the privacy heads read.
 
         Returns:
-            action logits [B, K], identity logits [B, P] (and the video feature).
+            action logits [B, K], privacy logits ``{head: [B, C_h]}`` (and the video feature).
         """
         clips = self.input_encoder(frames)  # [B, T, 3, H, W]
         if mix is not None:
@@ -190,5 +197,5 @@ class MSPNet(nn.Module):
         video = video / video.norm(dim=-1, keepdim=True)
         text = text / text.norm(dim=-1, keepdim=True)
         action = torch.einsum("be,bke->bk", video, self.logit_scale.exp() * text)
-        identity = self.id_head(scale_grad(video, id_grad_scale))
-        return (action, identity, video) if return_video else (action, identity)
+        privacy = self.heads(scale_grad(video, privacy_grad_scale))
+        return (action, privacy, video) if return_video else (action, privacy)

@@ -89,6 +89,6 @@ def load_pretrained(model: MSPNet, path: str, allow_pickle: bool = False) -> Non
     model.load_state_dict({**own, **state_dict})
     values = sum(v.numel() for v in state_dict.values())
     left = (f"{len(missing)} tensors of the new modules (visual.conv0, message_fc/ln/attn, temporal, "
-            "prompt, id_head)") if missing else "nothing"
+            "prompt, privacy heads)") if missing else "nothing"
     logger.info("loaded %d tensors (%.2fM values) from %s (%s); left at init: %s", len(state_dict),
                 values / 1e6, path, kind, left)

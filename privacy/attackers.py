@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainers.evaluate import topk_accuracy as hits
+from trainers.metrics import topk_accuracy as hits
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets.ntu import parse_name
+from datasets.names import parse_name
 
 
 @dataclass

@@ -89,7 +89,7 @@ def tiny_config(root: Path, *opts: str):
     """The demo config pointed at ``root`` with tiny sizes; ``opts`` are more KEY VALUE pairs."""
     base = ["DATA.ROOT", str(root), "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16",
             "DATA.FD_STRIDE", "2", "DATA.NUM_WORKERS", "0", "DATA.NUM_CLASSES", "3",
-            "DATA.NUM_IDENTITIES", "3", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
+            "MODEL.PRIVACY_CLASSES", "[3]", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4",
             "TEST.NUM_CLIP", "1", "DATA.SYNTHETIC.ENABLED", "False"]
     return load_config(None, base + list(opts))
 

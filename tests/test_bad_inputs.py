@@ -16,7 +16,7 @@ import main as launcher
 from trainers.trainer import Trainer
 
 TINY = ["DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16", "DATA.FD_STRIDE", "2", "DATA.NUM_WORKERS", "0",
-        "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.SYNTHETIC.ENABLED", "False",
+        "DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]", "DATA.SYNTHETIC.ENABLED", "False",
         "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1", "MODEL.CUSTOM.PATCH_SIZE", "8",
         "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "TEST.NUM_CLIP", "1", "TRAIN.EPOCHS", "1",
         "TRAIN.WARMUP_EPOCHS", "0"]

@@ -16,7 +16,7 @@ TINY = ["DATA.SYNTHETIC.SIZE", "28", "DATA.SYNTHETIC.NUM_FRAMES", "12", "DATA.SY
 
 def test_benchmark_json_schema(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
-    opts = TINY + ["DATA.SYNTHETIC.CACHE", str(tmp_path / "cache"), "TRAIN.PRIVACY_WEIGHT", "0.5"]
+    opts = TINY + ["DATA.SYNTHETIC.CACHE", str(tmp_path / "cache"), "TRAIN.PRIVACY_WEIGHTS", "[0.5]"]
     steps = []  # (trainer, global step after the call) of every Trainer.train_step call
     train_step = Trainer.train_step
 

@@ -66,7 +66,7 @@ def test_unreadable_checkpoint_is_a_one_line_user_error(tmp_path, content):
 def _tiny_args(root, output, *extra):
     return ["--output", str(output), "--opts", "DATA.ROOT", str(root), "DATA.NUM_FRAMES", "4",
             "DATA.INPUT_SIZE", "16", "DATA.FD_STRIDE", "2", "DATA.NUM_WORKERS", "0",
-            "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.SYNTHETIC.ENABLED", "False",
+            "DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]", "DATA.SYNTHETIC.ENABLED", "False",
             "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1", "MODEL.CUSTOM.PATCH_SIZE", "8",
             "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "4", "TEST.NUM_CLIP", "1", "TRAIN.EPOCHS", "2",
             "TRAIN.WARMUP_EPOCHS", "1", "MODEL.DROP_PATH_RATE", "0.1", "AUG.MIXUP", "0.8", "AUG.CUTMIX", "1.0",

@@ -40,7 +40,7 @@ def test_opt_level_maps_onto_precision(tmp_path):
     (["DATA.NOPE", "1"], "unknown config key DATA.NOPE"),
     (["TRAIN.EPOCHS", "'ten'"], "TRAIN.EPOCHS"),
     (["MODEL.ATTN_BACKEND", "cuda"], "MODEL.ATTN_BACKEND"),
-    (["MODEL.FREEZE", "['temporal']"], "MODEL.FREEZE"),
+    (["MODEL.FREEZE", "['message']"], "MODEL.FREEZE"),
     (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE"),
     (["DATA.NUM_FRAMES"], "KEY VALUE pairs"),
     (["MODEL.CUSTOM.EMBED_DIM", "32"], "MODEL.CUSTOM.EMBED_DIM must be a positive multiple of 64"),

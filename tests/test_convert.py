@@ -29,7 +29,7 @@ ORIGINAL_NAMES = [
 def _cfg(pretrained="none", *opts):
     return load_config(None, ["MODEL.ARCH", "custom", "MODEL.PRETRAINED", pretrained, "MODEL.FREEZE", "[]",
                               "DATA.NUM_FRAMES", str(FRAMES), "DATA.INPUT_SIZE", str(SIZE),
-                              "DATA.NUM_IDENTITIES", "4", "MODEL.TEMPORAL_LAYERS", "2",
+                              "MODEL.PRIVACY_CLASSES", "[4]", "MODEL.TEMPORAL_LAYERS", "2",
                               "MODEL.PROMPT_LAYERS", "3", *opts])
 
 
@@ -45,6 +45,11 @@ def trained():
     with torch.no_grad():
         logits = model(clips)
     return model, clips, logits
+
+
+def _flat(outputs):
+    """(action logits, {head: logits}) -> [action, head logits ...]."""
+    return [outputs[0], *outputs[1].values()]
 
 
 def _original_file(tmp_path, model):
@@ -81,8 +86,7 @@ def test_original_checkpoint_as_pretrained_gives_the_same_logits(tmp_path, train
     loaded = models.build_model(_cfg(str(path), "MODEL.ALLOW_PICKLE", "True"), CLASSES).eval()
     with torch.no_grad():
         again = loaded(clips)
-    for a, b in zip(again, logits):
-        assert torch.equal(a, b)
+    assert _flat(again) and all(torch.equal(a, b) for a, b in zip(_flat(again), _flat(logits)))
 
 
 def test_tool_converts_and_the_result_loads_with_the_same_logits(tmp_path, trained, capsys):
@@ -96,8 +100,7 @@ def test_tool_converts_and_the_result_loads_with_the_same_logits(tmp_path, train
     loaded = models.build_model(_cfg(str(dst)), CLASSES).eval()
     with torch.no_grad():
         again = loaded(clips)
-    for a, b in zip(again, logits):
-        assert torch.equal(a, b)
+    assert _flat(again) and all(torch.equal(a, b) for a, b in zip(_flat(again), _flat(logits)))
 
 
 def test_tool_refuses_a_file_that_is_not_original(tmp_path, trained):
@@ -111,3 +114,31 @@ def test_incomplete_prompt_projection_is_reported():
     with pytest.raises(CheckpointError, match="layer 0"):
         convert_original_state_dict({"prompts_generator.alpha": torch.ones(2),
                                      "prompts_generator.decoder.0.cross_attn.q_proj.weight": torch.ones(2, 2)})
+
+
+def test_release_pku_heads_convert_and_give_the_release_logits():
+    """A P3AR-PKU release state dict (``id_classifier_22``, ``uuu_classifier`` ... ``yyy_classifier``):
+    each converted head's logits equal the release's ``head(video / |video|)`` (mspnet_pku.py)."""
+    torch.manual_seed(0)
+    heads = {"identity": 22, "gender": 2, "hairstyle": 5, "glasses": 2, "upper": 9, "lower": 12}
+    opts = ("DATA.DATASET", "pku", "MODEL.PRIVACY_HEADS", str(list(heads)), "MODEL.PRIVACY_CLASSES",
+            str(list(heads.values())), "TRAIN.PRIVACY_WEIGHTS", str([0.2] + [0.05] * 5))
+    model = models.build_model(_cfg("none", *opts), CLASSES).eval()
+    release_names = {"identity": "id_classifier_22", "gender": "uuu_classifier", "hairstyle": "vvv_classifier",
+                     "glasses": "www_classifier", "upper": "xxx_classifier", "lower": "yyy_classifier"}
+    original = to_original_state_dict(model.state_dict())
+    release = {k: v for k, v in original.items() if not k.startswith("id_classifier.")}
+    for head, name in release_names.items():
+        release[f"{name}.weight"] = torch.randn(heads[head], 64)
+        release[f"{name}.bias"] = torch.randn(heads[head])
+    converted = convert_original_state_dict(release)
+    assert converted.keys() == model.state_dict().keys()
+    model.load_state_dict(converted)
+    clips = torch.randint(0, 256, (2, FRAMES, 6, 1, SIZE, SIZE), dtype=torch.uint8)
+    with torch.no_grad():
+        _, privacy, video = model(clips, return_video=True)
+        raw = model.encode_video(clips)
+    torch.testing.assert_close(video, raw / raw.norm(dim=-1, keepdim=True))
+    for head, name in release_names.items():
+        expected = torch.nn.functional.linear(video, release[f"{name}.weight"], release[f"{name}.bias"])
+        torch.testing.assert_close(privacy[head], expected, rtol=0, atol=1e-6)

@@ -75,7 +75,7 @@ def test_device_crop_gives_the_worker_windows(train, jitter, make):
     assert batch["windows"].shape == (8,) + views + (4, 4) and batch["boxes"].shape == (8,) + views + (5,)
     assert ("jitter" in batch) == train
     finished = to_device(batch, CPU)
-    assert set(finished) == {"frames", "label", "identity", "index", "num_bad"}
+    assert set(finished) == {"frames", "label", "camera", "identity", "index", "num_bad"}
     gain = 2 * (1 + JITTER_STRENGTH) ** 2 if jitter else 1.0  # brightness times contrast, two roundings
     _assert_near(finished["frames"], torch.stack([worker_ds[key]["frames"] for key in keys]), gain)
 
@@ -100,7 +100,7 @@ def test_luma_video_on_the_device_gives_the_worker_windows(make, videos_root):
 def test_collate_pads_frame_counts_and_rejects_mixed_sizes():
     collate = ClipCollate({"frames": ((0, 0, 0), torch.uint8), "levels": ((2,), torch.float32)}, crop_size=4)
     items = [{"frames": torch.full((n, 4, 6), n, dtype=torch.uint8), "levels": torch.ones(2),
-              "label": 0, "identity": 0, "index": i, "num_bad": 0} for i, n in enumerate((3, 5))]
+              "label": 0, "camera": 1, "identity": 0, "index": i, "num_bad": 0} for i, n in enumerate((3, 5))]
     batch = collate(items)
     assert batch["frames"].shape == (2, 5, 4, 6) and batch["levels"].shape == (2, 2) and int(batch["size"]) == 4
     assert batch["frames"][0, :3].eq(3).all() and batch["frames"][0, 3:].eq(0).all()
@@ -138,7 +138,7 @@ def test_training_with_the_crop_on_the_device(tmp_path, frames_root):
 
     opts = ["DATA.ROOT", str(frames_root), "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16",
             "DATA.FD_STRIDE", "2", "DATA.NUM_WORKERS", "0", "DATA.NUM_CLASSES", "3",
-            "DATA.NUM_IDENTITIES", "3", "DATA.SYNTHETIC.ENABLED", "False", "MODEL.CUSTOM.LAYERS", "1",
+            "MODEL.PRIVACY_CLASSES", "[3]", "DATA.SYNTHETIC.ENABLED", "False", "MODEL.CUSTOM.LAYERS", "1",
             "MODEL.CUSTOM.TEXT_LAYERS", "1", "MODEL.CUSTOM.PATCH_SIZE", "8", "TEST.NUM_CROP", "3",
             "TRAIN.EPOCHS", "1", "TRAIN.WARMUP_EPOCHS", "0", "AUG.COLOR_JITTER", "0.5"]
     for on in ("False", "True"):

@@ -38,7 +38,7 @@ STEPS = 12  # training steps of the loss-falls checks
 
 def _tiny_cfg(*opts: str):
     return load_config(None, ["MODEL.ARCH", "custom", "MODEL.PRETRAINED", "none", "MODEL.FREEZE", "[]",
-                              "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "32", "DATA.NUM_IDENTITIES", "4",
+                              "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "32", "MODEL.PRIVACY_CLASSES", "[4]",
                               "DATA.FD_STRIDE", "2", "MODEL.CUSTOM.PATCH_SIZE", "8", "TRAIN.LR", "1e-3",
                               "TRAIN.WARMUP_EPOCHS", "0", "AUG.MIXUP", "0.0", "AUG.CUTMIX", "0.0", *opts])
 
@@ -141,7 +141,7 @@ def test_one_process_nccl_run_of_the_demo(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", f"--master_port={port}",
          str(PROJECT / "main.py"), "--output", str(out), "--opts", "DATA.ROOT", str(root),
-         "DATA.SYNTHETIC.ENABLED", "False", "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3",
+         "DATA.SYNTHETIC.ENABLED", "False", "DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]",
          "DATA.INPUT_SIZE", "16", "DATA.NUM_FRAMES", "4", "DATA.FD_STRIDE", "2", "TRAIN.BATCH_SIZE", "4",
          "TRAIN.EPOCHS", "1", "TRAIN.WARMUP_EPOCHS", "0", "MODEL.CUSTOM.PATCH_SIZE", "8"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(PROJECT)})

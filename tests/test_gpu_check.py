@@ -39,7 +39,7 @@ def test_main_writes_the_json_and_the_summary(tmp_path):
 
 def test_loader_measurement_counts_the_clips_it_loads(frames_root):
     cfg = load_config(None, ["DATA.ROOT", str(frames_root), "DATA.SYNTHETIC.ENABLED", "False", "DATA.NUM_CLASSES",
-                             "3", "DATA.NUM_IDENTITIES", "3", "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16",
+                             "3", "MODEL.PRIVACY_CLASSES", "[3]", "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16",
                              "DATA.FD_STRIDE", "2"])
     result = loader_clips_per_s(cfg, workers=1, batches=5, batch_size=2)
     assert result["clips"] == 10 and result["clips_per_s"] > 0

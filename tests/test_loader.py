@@ -19,17 +19,18 @@ def test_train_and_val_batches(frames_root, make):
     loaders = build_loaders(cfg)
     assert (loaders.num_train, loaders.num_val) == (9, 9)  # xset: setup 2 trains, setup 1 validates
     assert loaders.class_names == ["drink water", "eat meal", "brush teeth"]
-    assert loaders.train_identities == {0, 1, 2}
+    assert loaders.train_labels == {"identity": {0, 1, 2}}
     batches = list(loaders.train)
     assert len(batches) == 2  # 9 // 4, drop_last
     batch = batches[0]
     # uint8 IFNS windows [B, T, k + 2, 1, S, S] (k = 2)
     assert batch["frames"].shape == (4, 4, 4, 1, 16, 16) and batch["frames"].dtype == torch.uint8
-    for key in ("label", "identity", "index"):
+    for key in ("label", "identity", "camera", "index"):
         assert batch[key].dtype == torch.long and batch[key].shape == (4,)
     names = loaders.train.dataset.names
     for i, label, identity in zip(batch["index"], batch["label"], batch["identity"]):
         assert int(label) == int(names[i][-3:]) - 1 and int(identity) == int(names[i][9:12]) - 1
+    assert all(int(c) == int(names[i][5:8]) for i, c in zip(batch["index"], batch["camera"]))
     val = list(loaders.val)
     assert [b["frames"].shape for b in val] == [(4, 6, 4, 4, 1, 16, 16)] * 2 + [(1, 6, 4, 4, 1, 16, 16)]
     assert torch.equal(torch.cat([b["index"] for b in val]), torch.arange(9))

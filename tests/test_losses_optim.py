@@ -75,14 +75,18 @@ def test_soft_target_ce_matches_hard_ce_and_label_smoothing():
 
 @pytest.mark.parametrize("mode, scale", [("aux", 1.0), ("adversarial", -1.0), ("none", 0.0)])
 def test_privacy_loss_modes(mode, scale):
-    loss = PrivacyLoss(mode=mode, weight=0.5, label_smoothing=0.0)
-    assert loss.id_grad_scale == scale
-    action, identity = torch.randn(3, 4), torch.randn(3, 5)
-    label, ident = torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1])
-    out = loss(action, identity, label, ident)
-    weight = 1.0 if mode == "none" else 0.5
-    expected = F.cross_entropy(action, label) + weight * F.cross_entropy(identity, ident)
+    loss = PrivacyLoss(mode=mode, weights={"identity": 0.5, "gender": 0.25}, label_smoothing=0.0)
+    assert loss.privacy_grad_scale == scale and loss.heads == ("identity", "gender")
+    action, identity, gender = torch.randn(3, 4), torch.randn(3, 5), torch.randn(3, 2)
+    label, ident, sex = torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1]), torch.tensor([1, 0, 1])
+    out = loss(action, {"identity": identity, "gender": gender}, label, {"identity": ident, "gender": sex})
+    w_id, w_sex = (1.0, 1.0) if mode == "none" else (0.5, 0.25)
+    expected = (F.cross_entropy(action, label) + w_id * F.cross_entropy(identity, ident)
+                + w_sex * F.cross_entropy(gender, sex))
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out["gender"].item() == pytest.approx(F.cross_entropy(gender, sex).item(), rel=1e-6)
+    heads_only = loss.heads_only({"identity": identity, "gender": gender}, {"identity": ident, "gender": sex})
+    assert heads_only.item() == pytest.approx((F.cross_entropy(identity, ident) + F.cross_entropy(gender, sex)).item())
     with pytest.raises(ValueError):
         PrivacyLoss(mode="bogus")
 

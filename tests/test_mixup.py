@@ -27,11 +27,16 @@ def _lambda_of(target: torch.Tensor, own: torch.Tensor, smoothing: float, classe
 @pytest.mark.parametrize("mixup,cutmix", [(0.8, 0.0), (0.0, 1.0)])
 def test_targets_and_lambda_consistent(mixup, cutmix):
     smoothing = 0.1
-    mix = Mixup(mixup, cutmix, 0.5, smoothing, K, P, generator=np.random.default_rng(3))
+    mix = Mixup(mixup, cutmix, 0.5, smoothing, K, {"identity": P, "gender": 2}, generator=np.random.default_rng(3))
     for _ in range(5):
         clips, label, identity = _batch()
         draw = mix.draw(clips.shape[0], clips.shape[-2], clips.shape[-1])  # what the trainer draws
-        mixed, (action, ident) = draw(clips), draw.targets(label, identity)
+        mixed, (action, privacy) = draw(clips), draw.targets(label, {"identity": identity, "gender": identity % 2})
+        ident = privacy["identity"]
+        # every head is mixed with the same lambda and partner: gender (id % 2) follows identity
+        odd = torch.arange(P) % 2 == 1
+        torch.testing.assert_close(privacy["gender"][:, 1] - smoothing / 2,
+                                   ident[:, odd].sum(1) - int(odd.sum()) * smoothing / P)
         assert mixed.shape == clips.shape and action.shape == (B, K) and ident.shape == (B, P)
         torch.testing.assert_close(action.sum(1), torch.ones(B))
         torch.testing.assert_close(ident.sum(1), torch.ones(B))
@@ -63,4 +68,4 @@ def test_targets_and_lambda_consistent(mixup, cutmix):
 def test_build_mixup_off_when_both_alphas_zero():
     assert build_mixup(load_config(None, ["AUG.MIXUP", "0.0", "AUG.CUTMIX", "0.0"])) is None
     mix = build_mixup(load_config(None, ["AUG.MIXUP", "0.8", "AUG.CUTMIX", "1.0"]))
-    assert isinstance(mix, Mixup) and mix.num_classes == 10 and mix.num_identities == 10
+    assert isinstance(mix, Mixup) and mix.num_classes == 10 and mix.privacy_classes == {"identity": 10}

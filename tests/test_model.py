@@ -19,7 +19,7 @@ OPENAI_CLIP_PARAMS = {"ViT-B/32": 151_277_313, "ViT-B/16": 149_620_737,
 def _cfg(*opts):
     return load_config(None, ["MODEL.ARCH", "custom", "MODEL.PRETRAINED", "none",
                               "DATA.NUM_FRAMES", str(FRAMES), "DATA.INPUT_SIZE", str(SIZE),
-                              "DATA.NUM_IDENTITIES", str(IDS), "MODEL.FREEZE", "[]", *opts])
+                              "MODEL.PRIVACY_CLASSES", str([IDS]), "MODEL.FREEZE", "[]", *opts])
 
 
 def _model(*opts, seed=0):
@@ -38,7 +38,8 @@ def _clips(batch=2, seed=1):
 
 def test_forward_shapes_and_encode_video():
     model = _model()
-    action, identity = model(_clips())
+    action, privacy = model(_clips())
+    identity = privacy["identity"]
     assert action.shape == (2, len(CLASSES)) and identity.shape == (2, IDS)
     assert model.encode_video(_clips()).shape == (2, 64)
 
@@ -48,8 +49,9 @@ def test_every_size_on_meta(arch):
     size = CLIP_SIZES[arch]
     with torch.device("meta"):
         model = MSPNet(size=size, image_size=size.image_size, num_frames=2, class_names=CLASSES,
-                       num_identities=IDS)
-        action, identity = model(torch.empty(1, 2, 3, size.image_size, size.image_size))
+                       privacy_heads={"identity": IDS})
+        action, privacy = model(torch.empty(1, 2, 3, size.image_size, size.image_size))
+        identity = privacy["identity"]
     assert action.shape == (1, len(CLASSES)) and identity.shape == (1, IDS)
     new = model.new_parameter_names()
     clip_params = sum(p.numel() for n, p in model.named_parameters() if n not in new)
@@ -68,7 +70,7 @@ def test_clip_output_does_not_depend_on_other_clips():
     with torch.no_grad():
         batched = model(clips)
         alone = model(clips[:1])
-    for full, single in zip(batched, alone):
+    for full, single in ((batched[0], alone[0]), (batched[1]["identity"], alone[1]["identity"])):
         torch.testing.assert_close(full[:1], single, rtol=1e-5, atol=1e-5)
 
 
@@ -97,7 +99,8 @@ def test_backends_equal_math_on_the_whole_model(backend, dtype, tol):
     for name in ("math", backend):
         model.set_attn_backend(name)
         model.zero_grad()
-        action, identity = model(clips)
+        action, privacy = model(clips)
+        identity = privacy["identity"]
         (action.square().sum() + identity.square().sum()).backward()
         outputs.append((action, identity, [p.grad.clone() for p in model.parameters()]))
     (a0, i0, g0), (a1, i1, g1) = outputs
@@ -109,24 +112,26 @@ def test_backends_equal_math_on_the_whole_model(backend, dtype, tol):
 
 def test_every_trainable_parameter_gets_a_gradient():
     model = _model().train()
-    action, identity = model(_clips())
+    action, privacy = model(_clips())
+    identity = privacy["identity"]
     (action.square().sum() + identity.square().sum()).backward()
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing
 
 
-def test_id_grad_scale_scales_only_the_encoder_gradient():
+def test_privacy_grad_scale_scales_only_the_encoder_gradient():
     model = _model()
     clips = _clips()
     grads = []
     for scale in (1.0, -0.5):
         model.zero_grad()
-        _, identity = model(clips, id_grad_scale=scale)
+        _, privacy = model(clips, privacy_grad_scale=scale)
+        identity = privacy["identity"]
         identity.square().sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     plain, reversed_ = grads
-    torch.testing.assert_close(reversed_["id_head.weight"], plain["id_head.weight"])
+    torch.testing.assert_close(reversed_["heads.identity.weight"], plain["heads.identity.weight"])
     torch.testing.assert_close(reversed_["visual.conv1.weight"], -0.5 * plain["visual.conv1.weight"])
     torch.testing.assert_close(reversed_["temporal.positional_embedding"],
                                -0.5 * plain["temporal.positional_embedding"])
@@ -172,7 +177,8 @@ def test_activation_checkpointing_gives_same_outputs_and_gradients():
     results = []
     for flag in ("False", "True"):
         model = _model("TRAIN.USE_CHECKPOINT", flag)
-        action, identity = model(_clips())
+        action, privacy = model(_clips())
+        identity = privacy["identity"]
         (action.sum() + identity.sum()).backward()
         results.append((action, [p.grad for p in model.parameters()]))
     torch.testing.assert_close(results[0][0], results[1][0])
@@ -224,3 +230,15 @@ def test_patch_embed_under_bf16_autocast_matches_the_convolutions():
     expected = visual.conv1(visual.conv0(x)).flatten(2).transpose(1, 2)  # fp32 reference
     assert tokens.dtype == torch.bfloat16
     torch.testing.assert_close(tokens.float(), expected, rtol=0.02, atol=0.05)
+
+
+def test_several_privacy_heads_and_the_release_freeze():
+    model = _model("DATA.DATASET", "pku", "MODEL.PRIVACY_HEADS", "['identity', 'gender', 'lower']",
+                   "MODEL.PRIVACY_CLASSES", "[22, 2, 12]", "TRAIN.PRIVACY_WEIGHTS", "[0.2, 0.05, 0.05]",
+                   "MODEL.FREEZE", "['text', 'logit_scale', 'temporal', 'heads']")
+    action, privacy = model(_clips())
+    assert {k: v.shape for k, v in privacy.items()} == {"identity": (2, 22), "gender": (2, 2), "lower": (2, 12)}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    # the release's FIX_TEXT trains the vision tower (with the IFNS mix and messages) and the prompt
+    assert trained and all(n.startswith(("visual.", "prompt.")) for n in trained)
+    assert any(n.startswith("prompt.") for n in trained) and "visual.conv0.weight" in trained

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from datasets.ntu import (NTU120_XSUB_TRAIN_PERFORMERS, NtuNameError, load_class_names, parse_name,
-                          split_names)
+from datasets.names import SampleNameError, load_class_names, parse_name, split_names
+from datasets.ntu import NTU120_XSUB_TRAIN_PERFORMERS
 from utils.paths import resolve_path
 
 OFFICIAL = Path(__file__).parent / "data" / "ntu"
@@ -30,7 +30,7 @@ def test_parse_name_fields_suffix_and_labels():
 
 
 def test_parse_name_rejects_other_names():
-    with pytest.raises(NtuNameError, match="clip_0001"):
+    with pytest.raises(SampleNameError, match="clip_0001"):
         parse_name("clip_0001.mp4")
 
 

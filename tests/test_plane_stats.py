@@ -10,7 +10,7 @@ from datasets.loader import build_datasets
 from models import build_input_encoder
 from tools import plane_stats
 
-TINY_OPTS = ["DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.NUM_FRAMES", "4",
+TINY_OPTS = ["DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]", "DATA.NUM_FRAMES", "4",
              "DATA.INPUT_SIZE", "16", "DATA.NUM_WORKERS", "0", "DATA.SYNTHETIC.ENABLED", "False",
              "DATA.FD_STRIDE", "2", "AUG.COLOR_JITTER", "0.0"]
 

@@ -22,7 +22,7 @@ OPENAI_EXTRAS = {"input_resolution": torch.tensor(SIZE), "context_length": torch
 def _cfg(pretrained: str, *opts):
     return load_config(None, ["MODEL.ARCH", "custom", "MODEL.PRETRAINED", pretrained,
                               "MODEL.FREEZE", "[]", "DATA.NUM_FRAMES", str(FRAMES),
-                              "DATA.INPUT_SIZE", str(SIZE), "DATA.NUM_IDENTITIES", "3", *opts])
+                              "DATA.INPUT_SIZE", str(SIZE), "MODEL.PRIVACY_CLASSES", "[3]", *opts])
 
 
 def _openai_state_dict(seed: int = 0, *opts) -> tuple[dict, nn.Module]:

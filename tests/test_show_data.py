@@ -10,7 +10,7 @@ from datasets.loader import build_datasets
 from tools import show_data
 from utils.paths import synthetic_cache_dir
 
-TINY_OPTS = ["DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3", "DATA.NUM_FRAMES", "4",
+TINY_OPTS = ["DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]", "DATA.NUM_FRAMES", "4",
              "DATA.INPUT_SIZE", "16", "DATA.NUM_WORKERS", "0"]
 
 

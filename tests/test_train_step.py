@@ -1,4 +1,4 @@
-"""Trainer.train_step and the trainer state: the adversarial alternation steps the identity head
+"""Trainer.train_step and the trainer state: the adversarial alternation steps the privacy heads
 alone on detached video features (no encoder forward, head LR on the schedule, accumulation still
 equal to one big batch), the step draws exactly its window, and state_dict / load_state_dict
 continue a run bit-exactly."""
@@ -35,7 +35,7 @@ def test_extra_head_steps_change_only_the_head_and_cost_no_encoder_forward():
     t_plain.train_step([batch])
     result = t_alt.train_step([batch])
     assert calls[0] == 1 and result.updated  # one forward of the encoder for the whole step
-    head = {f"id_head.{name}" for name, _ in alternating.id_head.named_parameters()}
+    head = {f"heads.{name}" for name, _ in alternating.heads.named_parameters()}
     after_plain, after_alt = plain.state_dict(), alternating.state_dict()
     for name, value in after_plain.items():
         assert torch.equal(value, after_alt[name]) != (name in head), name
@@ -85,7 +85,7 @@ def _stateful_trainer(model: FakeModel) -> Trainer:
     trainer = make_trainer(model, accumulation=1, steps=6, mode="adversarial", head_steps=HEAD_STEPS,
                            precision="fp16", scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 8))
     trainer.mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, label_smoothing=0.1,
-                          num_classes=K, num_identities=P, generator=np.random.default_rng(5))
+                          num_classes=K, privacy_classes={"identity": P}, generator=np.random.default_rng(5))
     return trainer
 
 
@@ -110,9 +110,9 @@ def test_state_dict_round_trip_continues_bit_exactly(tmp_path):
     assert resumed.head_optimizer.param_groups[0]["lr"] == straight.head_optimizer.param_groups[0]["lr"]
 
 
-def test_mspnet_returns_the_video_feature_its_identity_head_consumed():
+def test_mspnet_returns_the_video_feature_its_privacy_heads_consumed():
     cfg = load_config(None, ["MODEL.ARCH", "custom", "MODEL.PRETRAINED", "none", "MODEL.FREEZE", "[]",
-                             "DATA.NUM_FRAMES", "2", "DATA.INPUT_SIZE", "16", "DATA.NUM_IDENTITIES", "4",
+                             "DATA.NUM_FRAMES", "2", "DATA.INPUT_SIZE", "16", "MODEL.PRIVACY_CLASSES", "[4]",
                              "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1",
                              "MODEL.CUSTOM.PATCH_SIZE", "8"])
     torch.manual_seed(0)
@@ -120,9 +120,11 @@ def test_mspnet_returns_the_video_feature_its_identity_head_consumed():
     clips = torch.randint(0, 256, (3, 2, 6, 1, 16, 16), dtype=torch.uint8)  # IFNS windows, k = 4
     calls = _count_calls(model.visual)
     with torch.no_grad():
-        action, identity = model(clips)
-        again_action, again_identity, video = model(clips, return_video=True)
-    assert calls[0] == 2 and video.shape == (3, model.id_head.in_features)
+        action, privacy = model(clips)
+        identity = privacy["identity"]
+        again_action, again_privacy, video = model(clips, return_video=True)
+        again_identity = again_privacy["identity"]
+    assert calls[0] == 2 and video.shape == (3, model.heads["identity"].in_features)
     torch.testing.assert_close(video.norm(dim=-1), torch.ones(3))
     assert torch.equal(action, again_action) and torch.equal(identity, again_identity)
-    torch.testing.assert_close(model.id_head(video), identity)
+    torch.testing.assert_close(model.heads(video)["identity"], identity)

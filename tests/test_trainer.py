@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from fakes import K, P, FakeModel, make_batches as _batches, make_trainer as _trainer, merge as _merge
-from trainers.evaluate import compute_metrics, predict, topk_accuracy, _first_occurrence
+from trainers.evaluate import _first_occurrence, predict
+from trainers.metrics import class_camera_table, compute_metrics, topk_accuracy, write_class_camera
 from trainers.losses import PrivacyLoss
 from trainers.nonfinite import NonFiniteLossError
 from utils.errors import UserError
@@ -41,10 +42,10 @@ def test_adversarial_reverses_the_encoder_gradient_only():
     for mode in ("aux", "adversarial"):
         torch.manual_seed(1)
         model = FakeModel()
-        loss_fn = PrivacyLoss(mode=mode, weight=1.0)
-        action, identity = model(batch["frames"], id_grad_scale=loss_fn.id_grad_scale)
-        loss_fn.identity_only(identity, batch["identity"]).backward()
-        grads[mode] = (model.encoder.weight.grad.clone(), model.id_head.weight.grad.clone())
+        loss_fn = PrivacyLoss(mode=mode)
+        _, privacy = model(batch["frames"], privacy_grad_scale=loss_fn.privacy_grad_scale)
+        loss_fn.heads_only(privacy, {"identity": batch["identity"]}).backward()
+        grads[mode] = (model.encoder.weight.grad.clone(), model.heads["identity"].weight.grad.clone())
     torch.testing.assert_close(grads["adversarial"][0], -grads["aux"][0])
     torch.testing.assert_close(grads["adversarial"][1], grads["aux"][1])
 
@@ -96,9 +97,9 @@ def test_bf16_trains_and_stays_finite():
 class _ViewModel(nn.Module):
     """Action logits = the first K values of the clip (views differ), identity = fixed."""
 
-    def forward(self, clips: torch.Tensor, id_grad_scale: float = 1.0):
+    def forward(self, clips: torch.Tensor, privacy_grad_scale: float = 1.0):
         flat = clips.flatten(1)
-        return flat[:, :K], flat[:, K:K + P]
+        return flat[:, :K], {"identity": flat[:, K:K + P]}
 
 
 def test_predict_averages_softmax_over_views():
@@ -107,30 +108,52 @@ def test_predict_averages_softmax_over_views():
     clips[0, 1, ..., 1] = 1.0  # view 1 says class 1 weakly -> average picks class 0
     clips[1, :, ..., 2] = 3.0
     batch = {"frames": clips, "label": torch.tensor([0, 2]), "identity": torch.tensor([0, 1]),
-             "index": torch.tensor([7, 3])}
+             "index": torch.tensor([7, 3]), "camera": torch.tensor([1, 2])}
     pred = predict(_ViewModel(), [batch], torch.device("cpu"), "fp32")
     assert pred["action_topk"][:, 0].tolist() == [0, 2]
     assert int(pred["num_views"]) == 2
-    assert pred["index"].tolist() == [7, 3]
+    assert pred["index"].tolist() == [7, 3] and pred["camera"].tolist() == [1, 2]
+    assert pred["identity_topk"][:, 0].tolist() == [0, 0] and pred["identity"].tolist() == [0, 1]
 
 
 def test_metrics_values_and_identity_subset():
     pred = {
         "label": torch.tensor([0, 0, 1, 2, 2]),
+        "camera": torch.tensor([1, 2, 1, 2, 2]),
         "identity": torch.tensor([0, 1, 2, 0, 1]),
         "action_topk": torch.tensor([[0, 1], [1, 0], [1, 2], [0, 1], [2, 0]]),
         "identity_topk": torch.tensor([[0, 1], [0, 2], [2, 0], [1, 0], [1, 0]]),
         "num_views": torch.tensor(6),
     }
-    metrics, per_class, counts = compute_metrics(pred, num_classes=4, train_identities={0, 1})
+    metrics, per_class, counts = compute_metrics(pred, num_classes=4, train_labels={"identity": {0, 1}})
     assert metrics["acc1"] == pytest.approx(60.0)
     assert metrics["acc5"] == pytest.approx(80.0)  # k capped by the 2 columns here
     assert metrics["mean_class_acc"] == pytest.approx((50 + 100 + 50) / 3)
     assert counts.tolist() == [2, 1, 2, 0] and torch.isnan(per_class[3])
     assert metrics["id_videos"] == 4  # identity 2 never occurs in training
     assert metrics["id_acc1"] == pytest.approx(50.0) and metrics["id_acc5"] == pytest.approx(75.0)
-    none_known, _, _ = compute_metrics(pred, num_classes=4, train_identities={5})
+    assert metrics["heads"]["identity"] == {"acc1": 50.0, "acc5": 75.0, "videos": 4}
+    # per camera: camera 1 holds videos 0 and 2 (actions right, right), camera 2 videos 1, 3, 4
+    assert metrics["per_camera"]["1"]["acc1"] == pytest.approx(100.0)
+    assert metrics["per_camera"]["2"]["acc1"] == pytest.approx(100 / 3)
+    assert metrics["per_camera"]["2"]["mean_class_acc"] == pytest.approx((0 + 50) / 2)
+    assert metrics["per_camera"]["1"]["heads"]["identity"] == {"acc1": 100.0, "acc5": 100.0, "videos": 1}
+    assert metrics["per_camera"]["2"]["heads"]["identity"]["acc1"] == pytest.approx(100 / 3)
+    none_known, _, _ = compute_metrics(pred, num_classes=4, train_labels={"identity": {5}})
     assert none_known["id_videos"] == 0 and none_known["id_acc1"] is None and none_known["id_acc5"] is None
+
+
+def test_class_camera_table_and_files(tmp_path):
+    pred = {"label": torch.tensor([0, 0, 1, 1]), "camera": torch.tensor([1, 3, 1, 1]),
+            "action_topk": torch.tensor([[0], [1], [1], [0]])}
+    cameras, acc, counts = class_camera_table(pred, num_classes=3)
+    assert cameras == [1, 3] and counts.tolist() == [[1, 1], [2, 0], [0, 0]]
+    assert acc[0].tolist() == [100.0, 0.0] and acc[1, 0] == 50.0 and torch.isnan(acc[1, 1])
+    write_class_camera(str(tmp_path / "t.csv"), str(tmp_path / "t.png"), pred, 3, ["a", "b", "c"])
+    rows = (tmp_path / "t.csv").read_text().splitlines()
+    assert rows[0] == "class_id,class_name,camera,videos,acc1" and rows[1:4] == [
+        "0,a,1,1,100.00", "0,a,3,1,0.00", "1,b,1,2,50.00"] and rows[4] == "1,b,3,0,"
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     assert topk_accuracy(torch.tensor([[1, 2]]), torch.tensor([2]), 1).tolist() == [False]
 
 
@@ -146,7 +169,7 @@ def test_real_model_accumulation_through_main_equals_one_big_batch(tmp_path, mak
     for i, name in enumerate(make.tiny_names()):
         make.write_frame_folder(root / name, make.moving_frames(i))
     opts = ["DATA.ROOT", str(root), "DATA.NUM_FRAMES", "4", "DATA.INPUT_SIZE", "16", "DATA.FD_STRIDE", "2",
-            "DATA.NUM_WORKERS", "0", "DATA.NUM_CLASSES", "3", "DATA.NUM_IDENTITIES", "3",
+            "DATA.NUM_WORKERS", "0", "DATA.NUM_CLASSES", "3", "MODEL.PRIVACY_CLASSES", "[3]",
             "DATA.SYNTHETIC.ENABLED", "False", "MODEL.CUSTOM.LAYERS", "1", "MODEL.CUSTOM.TEXT_LAYERS", "1",
             "MODEL.CUSTOM.PATCH_SIZE", "8", "TEST.NUM_CLIP", "1", "TRAIN.EPOCHS", "1", "TRAIN.WARMUP_EPOCHS", "0",
             "AUG.MIXUP", "0.0", "AUG.CUTMIX", "0.0", "TRAIN.EPS", "1.0e-4"]  # eps: see test_distributed

@@ -47,7 +47,7 @@ def count(size: ClipSize, image_size: int, frames: int, classes: int, identities
     """
     with torch.device("meta"):
         model = MSPNet(size=size, image_size=image_size, num_frames=frames,
-                       class_names=[f"class {k}" for k in range(classes)], num_identities=identities,
+                       class_names=[f"class {k}" for k in range(classes)], privacy_heads={"identity": identities},
                        backend="math")
         model.freeze(["text"])
         with FlopCounterMode(display=False) as text_counter:

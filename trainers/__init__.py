@@ -3,7 +3,8 @@ optimizer and schedule, precision, checkpoints, distributed helpers. ``models/``
 this package."""
 from trainers.checkpoint import CheckpointSaver, find_latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.distributed import DistInfo, cleanup_distributed, init_distributed
-from trainers.evaluate import compute_metrics, evaluate
+from trainers.evaluate import evaluate
+from trainers.metrics import compute_metrics
 from trainers.losses import PrivacyLoss
 from trainers.optim import CosineWarmupScheduler, build_optimizer, build_param_groups
 from trainers.precision import autocast_context, build_grad_scaler

@@ -1,17 +1,19 @@
 """Training losses: action cross-entropy (hard targets with label smoothing, or soft targets
-under mixup/cutmix) and the privacy term on the identity logits."""
+under mixup/cutmix) and the privacy term, a weighted sum over the privacy heads' logits."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 
 PRIVACY_MODES = ("aux", "adversarial", "none")
-# gradient scale from the identity head into the encoder, per privacy mode: aux trains the encoder
-# to keep identity (as the original release), adversarial reverses the gradient (BDQ minimax),
-# none stops it (the head still learns, as a probe of what identity the features leak)
-ID_GRAD_SCALE = {"aux": 1.0, "adversarial": -1.0, "none": 0.0}
+# gradient scale from the privacy heads into the encoder, per privacy mode: aux trains the encoder
+# to keep the labels (as the original release), adversarial reverses the gradient (BDQ minimax),
+# none stops it (the heads still learn, as probes of what the features leak)
+PRIVACY_GRAD_SCALE = {"aux": 1.0, "adversarial": -1.0, "none": 0.0}
+PROBE_WEIGHT = 1.0  # weight of each head's loss in mode none (the encoder gets no gradient from it)
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -33,18 +35,18 @@ def target_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoot
 
 @dataclass(frozen=True)
 class PrivacyLoss:
-    """Action loss plus the identity term.
+    """Action loss plus the privacy term ``sum_h w_h * CE_h`` over the privacy heads.
 
     Args:
-        mode: ``aux`` (+ weight * CE, encoder and head both minimise it), ``adversarial`` (the head
-            minimises CE, the encoder maximises it through gradient reversal), ``none`` (the encoder
-            gets no identity gradient; the head trains as a probe).
-        weight: weight of the identity term.
-        label_smoothing: smoothing of hard action and identity targets.
+        mode: ``aux`` (the encoder and the heads both minimise the privacy term), ``adversarial``
+            (the heads minimise it, the encoder maximises it through gradient reversal), ``none``
+            (the encoder gets no privacy gradient; each head trains as a probe at weight 1).
+        weights: head name -> weight w_h of its cross-entropy (every head the model has).
+        label_smoothing: smoothing of hard action and privacy targets.
     """
 
     mode: str = "aux"
-    weight: float = 1.0
+    weights: Mapping[str, float] = field(default_factory=lambda: {"identity": 1.0})
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -52,28 +54,51 @@ class PrivacyLoss:
             raise ValueError(f"privacy mode {self.mode!r} is not one of {PRIVACY_MODES}")
 
     @property
-    def id_grad_scale(self) -> float:
-        """The ``id_grad_scale`` the model forward takes in this mode."""
-        return ID_GRAD_SCALE[self.mode]
+    def privacy_grad_scale(self) -> float:
+        """The ``privacy_grad_scale`` the model forward takes in this mode."""
+        return PRIVACY_GRAD_SCALE[self.mode]
 
-    def __call__(self, action_logits: torch.Tensor, identity_logits: torch.Tensor,
-                 action_target: torch.Tensor, identity_target: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The privacy heads, in order."""
+        return tuple(self.weights)
+
+    def privacy_term(self, logits: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted privacy term and each head's cross-entropy (fp32).
+
+        Args:
+            logits: head -> [B, C_h].
+            targets: head -> [B] labels or [B, C_h] soft targets.
+        """
+        parts = {name: target_cross_entropy(logits[name].float(), targets[name], self.label_smoothing)
+                 for name in self.weights}
+        return sum((self.weight(name) * part for name, part in parts.items()), torch.zeros(())), parts
+
+    def weight(self, name: str) -> float:
+        """The weight of head ``name``'s loss in this mode."""
+        return self.weights[name] if self.mode != "none" else PROBE_WEIGHT
+
+    def __call__(self, action_logits: torch.Tensor, privacy_logits: Mapping[str, torch.Tensor],
+                 action_target: torch.Tensor, privacy_targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Computes the losses in fp32.
 
         Args:
             action_logits: [B, K].
-            identity_logits: [B, P].
+            privacy_logits: head -> [B, C_h].
             action_target: [B] labels or [B, K] soft targets.
-            identity_target: [B] labels or [B, P] soft targets.
+            privacy_targets: head -> [B] labels or [B, C_h] soft targets.
 
         Returns:
-            ``loss`` (the total to backpropagate), ``action`` and ``identity`` (detached parts).
+            ``loss`` (the total to backpropagate), ``action`` and one entry per head (detached
+            cross-entropies, unweighted).
         """
         action = target_cross_entropy(action_logits.float(), action_target, self.label_smoothing)
-        identity = target_cross_entropy(identity_logits.float(), identity_target, self.label_smoothing)
-        weight = self.weight if self.mode != "none" else 1.0
-        return {"loss": action + weight * identity, "action": action.detach(), "identity": identity.detach()}
+        privacy, parts = self.privacy_term(privacy_logits, privacy_targets)
+        return {"loss": action + privacy, "action": action.detach(),
+                **{name: part.detach() for name, part in parts.items()}}
 
-    def identity_only(self, identity_logits: torch.Tensor, identity_target: torch.Tensor) -> torch.Tensor:
-        """The identity cross-entropy alone (extra head updates of the adversarial alternation)."""
-        return target_cross_entropy(identity_logits.float(), identity_target, self.label_smoothing)
+    def heads_only(self, logits: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The heads' unweighted cross-entropies summed (the extra head updates of the adversarial
+        alternation: each head is its own linear layer, so each gets its own loss's gradient)."""
+        return sum(self.privacy_term(logits, targets)[1].values(), torch.zeros(()))

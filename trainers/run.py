@@ -23,8 +23,9 @@ from models import RANDOM_INIT, build_model
 from trainers.checkpoint import (CONFIG_NAME, FORMAT_VERSION, CheckpointSaver, find_latest_checkpoint, load_checkpoint,
                                  load_model_weights, prune_temporaries)
 from trainers.distributed import DistInfo, all_gather_objects, barrier, broadcast_object
-from trainers.evaluate import PERCENT, TEST_ONLY_PREFIX, evaluate, format_metrics
+from trainers.evaluate import TEST_ONLY_PREFIX, evaluate, format_metrics
 from trainers.losses import PrivacyLoss
+from trainers.metrics import PERCENT
 from trainers.optim import CosineWarmupScheduler, build_optimizer, trainable_parameter_table
 from trainers.precision import build_grad_scaler
 from trainers.trainer import Trainer
@@ -33,22 +34,24 @@ from utils.misc import atomic_write_text, capture_rng_state, format_seconds, res
 
 logger = logging.getLogger(__name__)
 
-VAL_METRICS = ("acc1", "acc5", "mean_class_acc", "id_acc1", "id_acc5")
+VAL_METRICS = ("acc1", "acc5", "mean_class_acc")  # written to TensorBoard, with each head's acc1
 Evaluator = Callable[[int], dict[str, Any]]
 
 
 def build_head_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer | None:
-    """The identity head's own optimizer for the adversarial alternation (``TRAIN.PRIVACY_LOSS
-    adversarial`` with ``TRAIN.ADV_STEPS`` > 1), or None. The head is a new module: its LR is
-    ``TRAIN.LR * TRAIN.NEW_MODULE_LR_MULT``, weight decay on its matrix only, as in the main optimizer.
+    """The privacy heads' own optimizer for the adversarial alternation (``TRAIN.PRIVACY_LOSS
+    adversarial`` with ``TRAIN.ADV_STEPS`` > 1), or None (also when the heads are frozen). The
+    heads are new modules: their LR is ``TRAIN.LR * TRAIN.NEW_MODULE_LR_MULT``, weight decay on
+    their matrices only, as in the main optimizer.
 
     Args:
         cfg: the experiment config.
-        model: the unwrapped model (with ``id_head``).
+        model: the unwrapped model (with ``heads``).
     """
-    if cfg.TRAIN.PRIVACY_LOSS != "adversarial" or cfg.TRAIN.ADV_STEPS <= 1:
+    trained = any(p.requires_grad for p in model.heads.parameters())
+    if cfg.TRAIN.PRIVACY_LOSS != "adversarial" or cfg.TRAIN.ADV_STEPS <= 1 or not trained:
         return None
-    return build_optimizer(model.id_head, lr=cfg.TRAIN.LR * cfg.TRAIN.NEW_MODULE_LR_MULT, new_module_lr_mult=1.0,
+    return build_optimizer(model.heads, lr=cfg.TRAIN.LR * cfg.TRAIN.NEW_MODULE_LR_MULT, new_module_lr_mult=1.0,
                            weight_decay=cfg.TRAIN.WEIGHT_DECAY, betas=tuple(cfg.TRAIN.BETAS), eps=cfg.TRAIN.EPS)
 
 
@@ -74,7 +77,8 @@ def build_trainer(cfg: CfgNode, info: DistInfo, model: nn.Module, num_batches: i
     if cfg.TRAIN.OPT_LEVEL:
         logger.info("TRAIN.OPT_LEVEL %s (apex) mapped to torch.amp precision %s", cfg.TRAIN.OPT_LEVEL,
                     cfg.TRAIN.PRECISION)
-    loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS, weight=cfg.TRAIN.PRIVACY_WEIGHT,
+    loss_fn = PrivacyLoss(mode=cfg.TRAIN.PRIVACY_LOSS,
+                          weights=dict(zip(cfg.MODEL.PRIVACY_HEADS, cfg.TRAIN.PRIVACY_WEIGHTS)),
                           label_smoothing=cfg.AUG.LABEL_SMOOTH)
     return Trainer(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, device=info.device,
                    precision=cfg.TRAIN.PRECISION, scaler=build_grad_scaler(cfg.TRAIN.PRECISION, info.device),
@@ -177,7 +181,7 @@ def run(cfg: CfgNode, info: DistInfo) -> dict[str, Any]:
 
     def run_eval(epoch: int) -> dict[str, Any]:
         metrics = evaluate(trainer.model, loaders.val, info=info, precision=cfg.TRAIN.PRECISION,
-                           num_classes=len(loaders.class_names), train_identities=loaders.train_identities,
+                           num_classes=len(loaders.class_names), train_labels=loaders.train_labels,
                            epoch=epoch, class_names=loaders.class_names, output_dir=cfg.OUTPUT,
                            file_prefix=prefix)
         logger.info("Test (epoch %d): %s", epoch, format_metrics(metrics))
@@ -227,9 +231,11 @@ def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loaders: Loaders, run_
                 if is_best:
                     trainer.counters.best_acc1 = metrics["acc1"]
                 if writer is not None:
-                    for key in VAL_METRICS:
-                        if metrics[key] is not None:
-                            writer.add_scalar(f"val/{key}", metrics[key], done)
+                    scalars = {**{key: metrics[key] for key in VAL_METRICS},
+                               **{f"{name}_acc1": head["acc1"] for name, head in metrics["heads"].items()}}
+                    for key, value in scalars.items():
+                        if value is not None:
+                            writer.add_scalar(f"val/{key}", value, done)
             state = checkpoint_state(trainer, cfg, info)
             if state is not None:
                 saver.save(state, epoch=done, is_best=is_best,
@@ -242,7 +248,8 @@ def train(trainer: Trainer, cfg: CfgNode, info: DistInfo, loaders: Loaders, run_
 
 
 def print_summary(metrics: dict[str, Any], file: TextIO | None = None) -> None:
-    """The short summary printed at the end of a run: action top-1 beside chance, identity top-1, time.
+    """The short summary printed at the end of a run: action top-1 beside chance, each privacy
+    head's top-1, time.
 
     Args:
         metrics: what :func:`run` returned.
@@ -256,6 +263,7 @@ def print_summary(metrics: dict[str, Any], file: TextIO | None = None) -> None:
     chance = PERCENT / metrics["num_classes"]
     print(f"action top-1 {pct(metrics['acc1'])} (chance {chance:.1f}%), top-5 {pct(metrics['acc5'])}, "
           f"mean class {pct(metrics['mean_class_acc'])}", file=file)
-    print(f"identity top-1 {pct(metrics['id_acc1'])} over {metrics['id_videos']} of {metrics['num_videos']} "
-          f"videos whose identity occurs in training ({metrics['num_views']} views per video)", file=file)
+    for name, head in metrics["heads"].items():
+        print(f"{name} top-1 {pct(head['acc1'])} over {head['videos']} of {metrics['num_videos']} "
+              f"videos whose {name} occurs in training ({metrics['num_views']} views per video)", file=file)
     print(f"wall time {format_seconds(metrics['wall_time'])}", file=file)

@@ -1,5 +1,5 @@
 """The training step and loop: accumulation, AMP, DDP, non-finite handling, the adversarial
-identity-head alternation, and the trainer's checkpointed state."""
+privacy-head alternation, and the trainer's checkpointed state."""
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +28,7 @@ from utils.misc import AverageMeter, format_seconds, memory_mib
 logger = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor]
-LOSS_NAMES = ("loss", "action", "identity")
+Targets = dict[str, torch.Tensor]  # privacy head -> labels [B] or soft targets [B, C_h]
 
 
 @dataclass
@@ -53,8 +53,8 @@ class StepResult:
     """What one optimizer step reports.
 
     Args:
-        losses: ``loss``, ``action`` and ``identity``, undivided, averaged over the clips of the
-            window's micro-batches whose loss was finite (empty when none was).
+        losses: ``loss``, ``action`` and one entry per privacy head, undivided, averaged over the
+            clips of the window's micro-batches whose loss was finite (empty when none was).
         finite_clips: clips behind ``losses`` (their weight in an epoch average).
         clips: clips of the window (this rank).
         grad_norm: global gradient norm before clipping.
@@ -80,9 +80,9 @@ class Trainer:
     advances once per optimizer step.
 
     Args:
-        model: the model, DDP-wrapped when distributed; ``model(frames, id_grad_scale=s, mix=m)`` returns
-            (action logits [B, K], identity logits [B, P]) and with ``return_video=True`` also
-            the normalised video feature [B, E] the identity head consumed.
+        model: the model, DDP-wrapped when distributed; ``model(frames, privacy_grad_scale=s,
+            mix=m)`` returns (action logits [B, K], privacy logits {head: [B, C_h]}) and with
+            ``return_video=True`` also the normalised video feature [B, E] the heads consumed.
         optimizer: the optimizer of every trainable parameter.
         scheduler: per-step LR schedule (of ``optimizer`` and ``head_optimizer``).
         loss_fn: action + privacy loss.
@@ -95,8 +95,8 @@ class Trainer:
         clip_grad: max gradient norm (0 = off).
         max_nonfinite: counted skipped updates, and skipped updates in a row, tolerated before
             stopping (:mod:`trainers.nonfinite`).
-        head_optimizer: adversarial alternation: optimizer of the identity head alone.
-        head_steps: extra identity-head updates per optimizer step (``TRAIN.ADV_STEPS - 1``).
+        head_optimizer: adversarial alternation: optimizer of the privacy heads alone.
+        head_steps: extra privacy-head updates per optimizer step (``TRAIN.ADV_STEPS - 1``).
         world_size: ranks (global clips/s; the extra head updates average their gradients).
         print_freq: progress line every N optimizer steps.
         writer: TensorBoard writer (rank 0) or None.
@@ -123,6 +123,7 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.skip_rule = SkipRule(self.max_nonfinite)
+        self.loss_names = ("loss", "action") + self.loss_fn.heads
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -181,35 +182,37 @@ class Trainer:
         """Optimizer steps of an epoch of ``num_batches`` micro-batches (last window may be short)."""
         return math.ceil(num_batches / self.accumulation_steps)
 
-    def _inputs(self, batch: Batch) -> tuple[torch.Tensor, MixDraw | None, torch.Tensor, torch.Tensor]:
+    def _inputs(self, batch: Batch) -> tuple[torch.Tensor, MixDraw | None, torch.Tensor, Targets]:
         """A loader batch -> model inputs on the device: (frames for the input encoder, uint8
-        [B, T, F, C, S, S]; the batch's mix or None; action target [B] or [B, K]; identity target
-        [B] or [B, P]); mixup makes the targets soft."""
+        [B, T, F, C, S, S]; the batch's mix or None; action target [B] or [B, K]; the privacy
+        targets); mixup makes the targets soft."""
         batch = to_device(batch, self.device)
-        frames, label, identity = batch["frames"], batch["label"], batch["identity"]
+        frames, label = batch["frames"], batch["label"]
+        privacy = {name: batch[name] for name in self.loss_fn.heads}
         if self.mixup is None:
-            return frames, None, label, identity
+            return frames, None, label, privacy
         mix = self.mixup.draw(frames.shape[0], frames.shape[-2], frames.shape[-1], self.device)
-        return (frames, mix) + mix.targets(label, identity)  # soft targets [B, K], [B, P]
+        return (frames, mix) + mix.targets(label, privacy)  # soft targets [B, K], {head: [B, C_h]}
 
     def _sync_context(self, last_in_window: bool) -> contextlib.AbstractContextManager:
         if isinstance(self.model, DistributedDataParallel) and not last_in_window:
             return self.model.no_sync()
         return contextlib.nullcontext()
 
-    def _forward(self, frames: torch.Tensor, mix: MixDraw | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(action logits, identity logits, video feature or None without head updates)."""
-        scale = self.loss_fn.id_grad_scale
+    def _forward(self, frames: torch.Tensor, mix: MixDraw | None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+        """(action logits, privacy logits, video feature or None without head updates)."""
+        scale = self.loss_fn.privacy_grad_scale
         with autocast_context(self.precision, self.device):
             if self.head_steps > 0 and self.head_optimizer is not None:
-                return self.model(frames, id_grad_scale=scale, mix=mix, return_video=True)
-            action_logits, identity_logits = self.model(frames, id_grad_scale=scale, mix=mix)
-        return action_logits, identity_logits, None
+                return self.model(frames, privacy_grad_scale=scale, mix=mix, return_video=True)
+            action_logits, privacy_logits = self.model(frames, privacy_grad_scale=scale, mix=mix)
+        return action_logits, privacy_logits, None
 
     def train_step(self, micro_batches: Iterable[Batch], window: int | None = None) -> StepResult:
         """One optimizer step over one accumulation window: forward and backward of each
         micro-batch (loss divided by ``window``), gradient norm and clipping, the update (or its
-        skip on non-finite gradients), the extra identity-head updates, the scheduler step.
+        skip on non-finite gradients), the extra privacy-head updates, the scheduler step.
 
         Micro-batches are drawn one at a time, so only one is on the device. A window of k
         micro-batches of b clips gives the update of one batch of k*b clips, the head updates
@@ -218,8 +221,8 @@ class Trainer:
 
         Args:
             micro_batches: loader batches (``frames`` for the input encoder or uncropped frames
-                for :func:`~datasets.device.to_device`, ``label`` [B], ``identity`` [B], optional
-                ``num_bad``); the first
+                for :func:`~datasets.device.to_device`, ``label`` [B], one [B] per privacy head
+                of the loss, optional ``num_bad``); the first
                 ``window`` are used (an iterator advances by exactly that many).
             window: micro-batches of this step; None = ``len(micro_batches)``.
 
@@ -234,26 +237,27 @@ class Trainer:
             if not isinstance(micro_batches, Sized):
                 raise ValueError("train_step needs window= for an iterator of micro-batches")
             window = len(micro_batches)
-        sums = dict.fromkeys(LOSS_NAMES, 0.0)
+        sums = dict.fromkeys(self.loss_names, 0.0)
         clips_seen = finite_clips = num_bad = drawn = 0
-        videos, identity_targets = [], []
+        videos: list[torch.Tensor] = []
+        head_targets: list[Targets] = []
         self.optimizer.zero_grad(set_to_none=True)
         for drawn, batch in enumerate(itertools.islice(micro_batches, window), start=1):
-            frames, mix, action_target, identity_target = self._inputs(batch)
+            frames, mix, action_target, privacy_targets = self._inputs(batch)
             with self._sync_context(last_in_window=drawn == window):
-                action_logits, identity_logits, video = self._forward(frames, mix)
-                losses = self.loss_fn(action_logits, identity_logits, action_target, identity_target)
+                action_logits, privacy_logits, video = self._forward(frames, mix)
+                losses = self.loss_fn(action_logits, privacy_logits, action_target, privacy_targets)
                 self._backward(losses["loss"] / window)
             if video is not None:
                 videos.append(video.detach())
-                identity_targets.append(identity_target)
+                head_targets.append(privacy_targets)
             batch_size = frames.shape[0]
             clips_seen += batch_size
             num_bad += int(batch["num_bad"].sum()) if "num_bad" in batch else 0
-            values = {name: float(losses[name].detach()) for name in LOSS_NAMES}
+            values = {name: float(losses[name].detach()) for name in self.loss_names}
             if math.isfinite(values["loss"]):
                 finite_clips += batch_size
-                for name in LOSS_NAMES:
+                for name in self.loss_names:
                     sums[name] += values[name] * batch_size
         if drawn != window:
             raise ValueError(f"train_step got {drawn} micro-batches for a window of {window}")
@@ -265,7 +269,8 @@ class Trainer:
             updated=updated, loss_nonfinite=finite_clips < clips_seen,
             scaler_scale=self.scaler.get_scale() if self.scaler is not None else None)
         if updated and videos:
-            self._head_updates(torch.cat(videos), torch.cat(identity_targets))
+            self._head_updates(torch.cat(videos), {name: torch.cat([t[name] for t in head_targets])
+                                                   for name in self.loss_fn.heads})
         self.scheduler.step()
         self.counters.global_step += 1
         losses_avg = {name: total / finite_clips for name, total in sums.items()} if finite_clips else {}
@@ -302,26 +307,26 @@ class Trainer:
         optimizer.step()
         return True
 
-    def _head_updates(self, video: torch.Tensor, identity_target: torch.Tensor) -> None:
-        """Adversarial alternation: ``head_steps`` updates of the identity head alone on the
+    def _head_updates(self, video: torch.Tensor, targets: Targets) -> None:
+        """Adversarial alternation: ``head_steps`` updates of the privacy heads alone on the
         detached video features of the step's window, as the forward computed them before the
         encoder's update (no encoder forward, no DDP). Each rank's head gradients are averaged
         over the ranks, so the heads stay identical.
 
         Args:
             video: detached normalised video features of the window [N, E].
-            identity_target: their identity targets [N] or [N, P].
+            targets: their privacy targets, head -> [N] or [N, C_h].
         """
-        head = unwrap(self.model).id_head
+        heads = unwrap(self.model).heads
         params = [p for group in self.head_optimizer.param_groups for p in group["params"]]
         for _ in range(self.head_steps):
             with autocast_context(self.precision, self.device):
-                identity_logits = head(video)  # [N, P]
-            self._backward(self.loss_fn.identity_only(identity_logits, identity_target))
+                logits = heads(video)  # {head: [N, C_h]}
+            self._backward(self.loss_fn.heads_only(logits, targets))
             all_reduce_mean_([p.grad for p in params if p.grad is not None], self.world_size)
             grad_norm = self._grad_norm(self.head_optimizer, 0.0)
             if not self._apply_update(self.head_optimizer, grad_norm):
-                logger.info("identity-head update skipped at step %d (non-finite gradients)",
+                logger.info("privacy-head update skipped at step %d (non-finite gradients)",
                             self.counters.global_step + 1)
             self.head_optimizer.zero_grad(set_to_none=True)
 
@@ -344,7 +349,7 @@ class Trainer:
         self.model.train()
         num_batches = len(loader)
         steps = self.steps_per_epoch(num_batches)
-        meters = {name: AverageMeter() for name in LOSS_NAMES}
+        meters = {name: AverageMeter() for name in self.loss_names}
         num_bad = clips_seen = 0
         start = time.time()
         batches = iter(loader)
@@ -361,11 +366,11 @@ class Trainer:
             self._log_step(meters, lr, result.grad_norm, rate)
             if step_in_epoch % self.print_freq == 0 or step_in_epoch == steps:
                 eta = elapsed / step_in_epoch * (steps - step_in_epoch)
+                parts = " ".join(f"{name} {meters[name].avg:.4f}" for name in self.loss_names[1:])
                 logger.info(
-                    "Train: [%d/%d][%d/%d] eta %s lr %.3e loss %.4f (%.4f) action %.4f identity %.4f "
-                    "grad norm %.3f clips/s %.1f mem %.0f MiB", epoch + 1, num_epochs, step_in_epoch,
-                    steps, format_seconds(eta), lr, meters["loss"].val, meters["loss"].avg,
-                    meters["action"].avg, meters["identity"].avg, result.grad_norm, rate,
+                    "Train: [%d/%d][%d/%d] eta %s lr %.3e loss %.4f (%.4f) %s grad norm %.3f clips/s "
+                    "%.1f mem %.0f MiB", epoch + 1, num_epochs, step_in_epoch, steps, format_seconds(eta),
+                    lr, meters["loss"].val, meters["loss"].avg, parts, result.grad_norm, rate,
                     memory_mib(self.device))
         if num_bad:
             logger.warning("epoch %d: %d unreadable samples skipped (DATA.SKIP_BAD)", epoch + 1, num_bad)

@@ -16,7 +16,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from datasets.loader import LAYOUTS
-from datasets.ntu import BENCHMARKS, DATASETS
+from datasets.names import BENCHMARKS, DATASET_LABELS, DATASETS
 from datasets.readers import VIDEO_BACKENDS
 from datasets.synthetic import COPIES
 from datasets.transforms import TEST_CROPS
@@ -41,8 +41,10 @@ _C.BASE = [""]  # YAML files (relative to this file) merged before this one, in 
 
 # ----------------------------------------------------------------------------- data
 _C.DATA = CN()
-_C.DATA.DATASET = "ntu120"  # dataset family: ntu60 | ntu120 (NTU naming SsssCcccPpppRrrrAaaa)
-_C.DATA.BENCHMARK = "xset"  # split rule: xsub | xview | xset (ntu120) ; xsub | xview (ntu60)
+# dataset: ntu60 | ntu120 (NTU naming SsssCcccPpppRrrrAaaa) | pku (P3AR-PKU naming
+# SsssPpppRrrrUuuuVvvvWwwwXxxxYyyyAaaa, with five appearance attributes)
+_C.DATA.DATASET = "ntu120"
+_C.DATA.BENCHMARK = "xset"  # split rule: xsub | xset (ntu120) ; xsub | xview (ntu60) ; xset (pku)
 _C.DATA.ROOT = ""  # folder of the clips (videos or frame folders, see LAYOUT); "" = synthetic cache
 _C.DATA.LAYOUT = "frames"  # storage: video | frames | precomputed | packed
 _C.DATA.VIDEO_EXT = ".mp4"  # file extension of videos when LAYOUT is video
@@ -59,7 +61,6 @@ _C.DATA.TRAIN_FILE = ""  # optional split list (one sample name per line); "" = 
 _C.DATA.VAL_FILE = ""  # optional split list for validation; "" = benchmark rule
 _C.DATA.LABEL_LIST = "labels/ntu120_label_name.txt"  # class names, one per line, relative to project
 _C.DATA.NUM_CLASSES = 120  # action classes K (first K names of LABEL_LIST)
-_C.DATA.NUM_IDENTITIES = 106  # identity head size P (performer id P - 1)
 _C.DATA.NUM_FRAMES = 8  # sampled frames T per clip
 _C.DATA.FD_STRIDE = 4  # IFNS frame-difference stride k (fd(t) = |g(t) - g(t-k)|)
 _C.DATA.INPUT_SIZE = 224  # square crop fed to the model (pixels)
@@ -108,7 +109,17 @@ _C.MODEL.DROP_PATH_RATE = 0.0  # stochastic depth at the last vision block (line
 _C.MODEL.TEMPORAL_LAYERS = 1  # temporal fusion transformer blocks
 _C.MODEL.PROMPT_LAYERS = 2  # video-specific prompt decoder layers
 _C.MODEL.PROMPT_ALPHA = 0.1  # initial per-dimension scale of the prompt added to text features
-_C.MODEL.FREEZE = []  # parts kept frozen: any of text, visual (the CLIP towers)
+# parts kept frozen (at their pretrained or initial values): any of text (the CLIP text tower),
+# visual (the CLIP vision tower, not the IFNS mix nor the CFSA message layers), logit_scale,
+# temporal, prompt, heads (the privacy heads). The original release's FIX_TEXT is
+# [text, logit_scale, temporal, heads] (see configs/NTU/NTU120_XSet.yaml)
+_C.MODEL.FREEZE = []
+# privacy heads on the normalised video feature, one Linear each: labels of the sample names
+# (identity; pku also gender, hairstyle, glasses, upper, lower), with their class counts
+# (NTU120: 106 performers, NTU60: 40; pku: identity 22, gender 2, hairstyle 5, glasses 2,
+# upper 9, lower 12); [] = none
+_C.MODEL.PRIVACY_HEADS = ["identity"]
+_C.MODEL.PRIVACY_CLASSES = [106]  # classes of each MODEL.PRIVACY_HEADS entry, in its order
 _C.MODEL.CUSTOM = CN()  # sizes used when ARCH is custom (demo, tests)
 _C.MODEL.CUSTOM.WIDTH = 64  # vision width d
 _C.MODEL.CUSTOM.LAYERS = 2  # vision transformer blocks
@@ -136,9 +147,11 @@ _C.TRAIN.PRECISION = "fp32"  # fp32 | bf16 | fp16 (torch.amp autocast; fp16 adds
 _C.TRAIN.OPT_LEVEL = ""  # original apex level O0/O1/O2, mapped onto PRECISION when set
 _C.TRAIN.USE_CHECKPOINT = False  # activation checkpointing in the vision blocks (saves memory)
 _C.TRAIN.COMPILE = False  # torch.compile the model
-_C.TRAIN.PRIVACY_LOSS = "aux"  # identity term: aux (+w*CE) | adversarial (gradient reversal) | none
-_C.TRAIN.PRIVACY_WEIGHT = 1.0  # weight w of the identity term
-_C.TRAIN.ADV_STEPS = 1  # adversarial: identity-head updates per encoder update (BDQ alternation)
+# privacy term over every head: aux (+ sum w*CE) | adversarial (gradient reversal) | none (heads
+# train as probes, the encoder gets no gradient from them)
+_C.TRAIN.PRIVACY_LOSS = "aux"
+_C.TRAIN.PRIVACY_WEIGHTS = [1.0]  # weight w of each MODEL.PRIVACY_HEADS entry's cross-entropy
+_C.TRAIN.ADV_STEPS = 1  # adversarial: privacy-head updates per encoder update (BDQ alternation)
 _C.TRAIN.AUTO_RESUME = False  # resume from the newest checkpoint in OUTPUT when one exists
 _C.TRAIN.MAX_NONFINITE = 10  # non-finite losses tolerated (skipped under fp16 scaler) before stopping
 
@@ -174,6 +187,10 @@ _C.DISTRIBUTED = False  # set by the launcher's environment / --distributed
 _REMOVED = {
     "DATA.PLANES_ON_DEVICE": "the input encoder (MODEL.ENCODER) always computes its input on the "
                              "model's device from the uint8 frames of the items; delete the key",
+    "DATA.NUM_IDENTITIES": "the privacy heads have their class counts in MODEL.PRIVACY_CLASSES (beside "
+                           "MODEL.PRIVACY_HEADS [identity]); move the value there",
+    "TRAIN.PRIVACY_WEIGHT": "each privacy head has its weight in TRAIN.PRIVACY_WEIGHTS (one per "
+                            "MODEL.PRIVACY_HEADS entry); move the value there",
 }
 
 _OPT_LEVEL = ("", "O0", "O1", "O2")  # TRAIN.OPT_LEVEL: the original release's apex levels
@@ -290,8 +307,8 @@ def _validate(cfg: CN) -> None:
     for name in cfg.MODEL.FREEZE:
         if name not in FREEZABLE:
             raise ConfigError(f"MODEL.FREEZE entry {name!r} is not one of {', '.join(FREEZABLE)}")
-    positive = ("DATA.NUM_FRAMES", "DATA.FD_STRIDE", "DATA.INPUT_SIZE", "DATA.NUM_CLASSES",
-                "DATA.NUM_IDENTITIES", "TRAIN.BATCH_SIZE", "TRAIN.ACCUMULATION_STEPS",
+    _validate_heads(cfg)
+    positive = ("DATA.NUM_FRAMES", "DATA.FD_STRIDE", "DATA.INPUT_SIZE", "DATA.NUM_CLASSES", "TRAIN.BATCH_SIZE", "TRAIN.ACCUMULATION_STEPS",
                 "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ", "PRINT_FREQ", "EVAL_FREQ",
                 "TRAIN.ADV_STEPS")
     for key in positive:
@@ -324,6 +341,25 @@ def _validate(cfg: CN) -> None:
     if cfg.DATA.CROP_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
         raise ConfigError("DATA.CROP_ON_DEVICE True needs MODEL.ENCODER ifns (gray frames) and a "
                           "DATA.LAYOUT with frames (video, frames or packed); set it False")
+
+
+def _validate_heads(cfg: CN) -> None:
+    """The privacy heads: labels the dataset's names carry, one class count (>= 2) and one
+    non-negative weight each."""
+    heads, classes, weights = cfg.MODEL.PRIVACY_HEADS, cfg.MODEL.PRIVACY_CLASSES, cfg.TRAIN.PRIVACY_WEIGHTS
+    if not len(heads) == len(classes) == len(weights):
+        raise ConfigError(f"MODEL.PRIVACY_HEADS {list(heads)}, MODEL.PRIVACY_CLASSES {list(classes)} and "
+                          f"TRAIN.PRIVACY_WEIGHTS {list(weights)} need one entry per head")
+    labels = DATASET_LABELS[cfg.DATA.DATASET]
+    for name in heads:
+        if name not in labels:
+            raise ConfigError(f"MODEL.PRIVACY_HEADS entry {name!r} is not a label of DATA.DATASET "
+                              f"{cfg.DATA.DATASET}; choose from {', '.join(labels)}")
+    if len(set(heads)) < len(heads):
+        raise ConfigError(f"MODEL.PRIVACY_HEADS {list(heads)} names a head twice")
+    if any(c < 2 for c in classes) or any(w < 0 for w in weights):
+        raise ConfigError(f"MODEL.PRIVACY_CLASSES {list(classes)} need at least 2 classes each and "
+                          f"TRAIN.PRIVACY_WEIGHTS {list(weights)} must not be negative")
 
 
 def _validate_custom(custom: CN, input_size: int, head_width: int) -> None:
