@@ -1,10 +1,15 @@
 """Fresh attackers: timm image models on single frames (a test video is classified by the softmax
-averaged over its T frames, the BDQ protocol) and linear / MLP probes on video features."""
+averaged over its T frames, the BDQ protocol) and linear / MLP probes on video features.
+
+An attacker may learn several labels at once (``--label attributes``): its outputs are the
+concatenated logits of label groups of C_1, ..., C_G classes, each with its own softmax and
+cross-entropy (the losses summed)."""
 from __future__ import annotations
 
 import logging
 import math
 import os
+from typing import Sequence
 
 import timm
 import torch
@@ -69,13 +74,28 @@ def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
+def group_slices(groups: Sequence[int]) -> list[slice]:
+    """The output columns of each label group of ``groups`` classes."""
+    starts = [sum(groups[:g]) for g in range(len(groups))]
+    return [slice(start, start + count) for start, count in zip(starts, groups)]
+
+
+def group_softmax(logits: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+    """Softmax inside each label group: [N, sum C] -> [N, sum C]."""
+    return torch.cat([logits[:, part].softmax(-1) for part in group_slices(groups)], dim=1)
+
+
 def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                   batch_size: int, seed: int, augment: bool, device: torch.device = CPU) -> None:
-    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (AdamW, cosine schedule).
+                   batch_size: int, seed: int, augment: bool, device: torch.device = CPU,
+                   groups: Sequence[int] | None = None) -> None:
+    """Trains ``model`` on samples ``x`` [M, ...] with labels ``y`` [M] (one label) or [M, G]
+    (one column per label group of ``groups``) (AdamW, cosine schedule).
 
     The samples stay in host memory; each batch is augmented there (seeded) and moved to
     ``device``, where ``model`` lives.
     """
+    y = y[:, None] if y.ndim == 1 else y  # [M, G]
+    parts = group_slices(groups) if groups is not None else [slice(None)]
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     steps_per_epoch = math.ceil(len(x) / batch_size)
@@ -89,31 +109,33 @@ def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs
             inputs = (_shift(x[idx], generator) if augment else x[idx]).to(device)
             labels = y[idx].to(device)
             logits = model(inputs)
-            loss = F.cross_entropy(logits, labels)
+            loss = sum(F.cross_entropy(logits[:, part], labels[:, g]) for g, part in enumerate(parts))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == labels).sum().item()
+            correct += (logits[:, parts[0]].argmax(-1) == labels[:, 0]).sum().item()
             seen += len(idx)
-        logger.info("attacker epoch %d/%d: loss %.4f, train acc %.2f%%", epoch + 1, epochs,
+        logger.info("attacker epoch %d/%d: loss %.4f, train acc (first label) %.2f%%", epoch + 1, epochs,
                     total / seen, PERCENT * correct / seen)
 
 
 @torch.no_grad()
 def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int,
-                        device: torch.device = CPU) -> torch.Tensor:
-    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for [N, E]."""
+                        device: torch.device = CPU, groups: Sequence[int] | None = None) -> torch.Tensor:
+    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for
+    [N, E]; inside each label group of ``groups`` (None = one softmax over all outputs)."""
+    softmax = (lambda z: z.softmax(-1)) if groups is None else (lambda z: group_softmax(z, groups))
     model.eval()
     probs = []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size].to(device)
         if chunk.ndim == 5:
             b, t = chunk.shape[:2]
-            p = model(chunk.flatten(0, 1)).softmax(-1).unflatten(0, (b, t)).mean(1)  # [B, P]
+            p = softmax(model(chunk.flatten(0, 1))).unflatten(0, (b, t)).mean(1)  # [B, C]
         else:
-            p = model(chunk).softmax(-1)
+            p = softmax(model(chunk))
         probs.append(p.float().cpu())
     return torch.cat(probs)
 

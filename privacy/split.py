@@ -1,6 +1,7 @@
-"""The attacker's video split (documented in docs/privacy.md): inside every identity, videos of
+"""The attacker's video split (documented in docs/privacy.md): inside every identity, NTU videos of
 odd replication (R001, R003, ...) train the attacker and videos of even replication (R002, ...)
-test it, so no video is in both halves and the same people appear in both."""
+test it; P3AR-PKU videos of setup 1 train it and those of setup 2 test it (every person is
+recorded in both). No video is in both halves and the same people appear in both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,11 +33,12 @@ def _spread(items: list[str], limit: int) -> list[str]:
     return [items[int(i * len(items) / limit)] for i in range(limit)]
 
 
-def split_by_replication(names: list[str], max_per_identity: int = 0) -> Split:
-    """Odd replications train, even replications test, inside every identity (see module doc).
+def split_for_attacker(names: list[str], max_per_identity: int = 0) -> Split:
+    """Each name's ``attacker_train`` half (NTU: odd replications train; P3AR-PKU: setup 1
+    trains), inside every identity (see module doc).
 
     Args:
-        names: NTU sample names.
+        names: sample names.
         max_per_identity: keep at most this many videos per identity in each half, evenly spaced
             over the sorted names so setups, cameras and actions stay covered (0 = all).
 
@@ -47,7 +49,7 @@ def split_by_replication(names: list[str], max_per_identity: int = 0) -> Split:
     for name in sorted(set(names)):
         parsed = parse_name(name)
         train, test = halves.setdefault(parsed.identity, ([], []))
-        (train if parsed.replication % 2 else test).append(parsed.name)
+        (train if parsed.attacker_train else test).append(parsed.name)
     kept = sorted(i for i, (a, b) in halves.items() if a and b)
     dropped = sorted(set(halves) - set(kept))
     return Split(train=[n for i in kept for n in _spread(halves[i][0], max_per_identity)],

@@ -20,8 +20,9 @@ from models import build_model
 from models.bdq import BDQEncoder
 from models.encoders import RGBEncoder, clip_normalize
 from tools import privacy_attack, tradeoff
-from privacy import (CPU, AttackError, build_attacker, split_by_replication, topk_accuracy, train_attacker,
-                     video_probabilities)
+from privacy import (CPU, AttackError, attribute_report, attribute_summary, build_attacker, split_for_attacker,
+                     topk_accuracy, train_attacker, video_probabilities)
+from privacy.metrics import average_precision
 from tools.privacy_attack import attacker_dataset, build_views
 from trainers.checkpoint import FORMAT_VERSION
 from utils.config import load_config
@@ -36,7 +37,7 @@ def _names(performers=range(1, 5), replications=(1, 2), setups=(1, 2), cameras=(
 
 def test_split_no_video_in_both_halves_and_every_identity_in_both():
     names = _names() + _names(performers=(7,), replications=(1,))  # performer 7: odd R only
-    split = split_by_replication(names)
+    split = split_for_attacker(names)
     assert not set(split.train) & set(split.test)
     train_ids = {parse_name(n).identity for n in split.train}
     test_ids = {parse_name(n).identity for n in split.test}
@@ -45,7 +46,7 @@ def test_split_no_video_in_both_halves_and_every_identity_in_both():
     assert len(split.train) + len(split.test) == len(_names())
     assert all(parse_name(n).replication % 2 == 1 for n in split.train)
     assert all(parse_name(n).replication % 2 == 0 for n in split.test)
-    capped = split_by_replication(names, max_per_identity=3)
+    capped = split_for_attacker(names, max_per_identity=3)
     assert len(capped.train) == len(capped.test) == 3 * 4
     assert set(capped.train) <= set(split.train) and set(capped.test) <= set(split.test)
     assert {parse_name(n).setup for n in capped.train} == {1, 2}  # spread, not the first three
@@ -115,9 +116,10 @@ def test_views_are_the_shared_items_one_centre_view(tmp_path):
     segment centres and centre crop, whatever TEST.NUM_CLIP); --restore wraps the same items."""
     _write_dataset(tmp_path / "data")
     cfg = load_config(None, _opts(tmp_path / "data") + ["TEST.NUM_CLIP", "2", "LPS.LEVEL", "1"])
-    split, x_train, y_train, x_test, y_test = build_views(cfg, _args(), CPU)
+    split, label_of, x_train, y_train, x_test, y_test = build_views(cfg, _args(), CPU)
+    assert label_of == {"identity": {0: 0, 1: 1, 2: 2}}
     assert x_train.shape == (12, 3, 3, 16, 16) and x_test.shape == (12, 3, 3, 16, 16)
-    assert y_test.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # compact labels, in split order
+    assert y_test[:, 0].tolist() == [0] * 4 + [1] * 4 + [2] * 4  # compact labels, in split order
     splits = build_datasets(cfg, request=RGBEncoder.request)
     for names, x in ((split.train, x_train), (split.test, x_test)):
         dataset = attacker_dataset(splits.val, names)
@@ -125,7 +127,7 @@ def test_views_are_the_shared_items_one_centre_view(tmp_path):
             frames = dataset.load_item(i)["frames"]  # [1, T, 1, 3, S, S]
             assert frames.shape == (1, 3, 1, 3, 16, 16)
             torch.testing.assert_close(x[i], clip_normalize(torch.from_numpy(frames[0, :, 0])))
-    restored = build_views(cfg, _args("--restore", "wiener"), CPU)[1]
+    restored = build_views(cfg, _args("--restore", "wiener"), CPU)[2]
     dataset = attacker_dataset(build_datasets(cfg, request=RGBEncoder.request,
                                               restoration=Restoration("wiener", 1, 1e-2, 30)).val, split.train)
     torch.testing.assert_close(restored[0], clip_normalize(torch.from_numpy(dataset.load_item(0)["frames"][0, :, 0])))
@@ -140,8 +142,8 @@ def test_planes_on_a_packed_store_equal_the_frames_layout(tmp_path):
     packed_cfg = load_config(None, _opts(tmp_path / "data") + _pack(tmp_path / "data", tmp_path / "packed"))
     want = build_views(frames_cfg, _args("--target", "planes"), CPU)
     got = build_views(packed_cfg, _args("--target", "planes"), CPU)
-    assert got[1].shape == (12, 3, 3, 16, 16)
-    for a, b in zip(want[1:], got[1:]):
+    assert got[2].shape == (12, 3, 3, 16, 16) and want[1] == got[1]
+    for a, b in zip(want[2:], got[2:]):
         assert torch.equal(a, b)
     with pytest.raises(AttackError, match="--target frames"):
         build_views(packed_cfg, _args(), CPU)
@@ -178,7 +180,7 @@ def test_features_are_the_frozen_models_encode_video(tmp_path):
     torch.save({"format_version": FORMAT_VERSION, "model": model.state_dict()}, tmp_path / "last.pth")
     with pytest.raises(AttackError, match="--resume"):
         build_views(cfg, _args("--target", "features"), CPU)
-    split, x_train, _, x_test, _ = build_views(cfg, _args("--target", "features", "--resume",
+    split, _, x_train, _, x_test, _ = build_views(cfg, _args("--target", "features", "--resume",
                                                           str(tmp_path / "last.pth")), CPU)
     assert x_train.shape == (12, model.visual.proj.shape[1]) and x_test.shape == x_train.shape
     frames = attacker_dataset(build_datasets(cfg).val, split.test).load_item(5)["frames"]  # [1, T, F, 1, S, S]
@@ -266,3 +268,63 @@ def test_tradeoff_grid_trains_every_encoder_and_attacks_with_its_checkpoint(tmp_
     assert [a[a.index("--resume") + 1] for a in planes] == [
         str(tmp_path / f"{e}_l2" / "last.pth") for e in ("ifns", "rgb", "downsample", "bdq")]
     assert [a[a.index("--restore") + 1] for a in attacks if "frames" in a] == ["none", "wiener"]
+
+
+def test_average_precision_and_f1_known_values():
+    # sklearn.metrics.average_precision_score gives these (ties count at one threshold)
+    assert average_precision(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]).bool()) == pytest.approx(5 / 6)
+    assert average_precision(torch.tensor([0.9, 0.8, 0.8, 0.1]), torch.tensor([1, 0, 1, 0]).bool()) == pytest.approx(5 / 6)
+    assert average_precision(torch.full((4,), 0.5), torch.tensor([0, 0, 1, 1]).bool()) == pytest.approx(0.5)
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = torch.tensor([0, 1, 1, 0])  # value 2 never occurs: left out of the means
+    report = attribute_report(probs, labels)
+    assert report["acc1"] == pytest.approx(50.0) and report["acc1_chance"] == pytest.approx(50.0)
+    # value 0: scores 0.9, 0.2, 0.6, 0.1 for positives rows 0, 3 -> AP (1 + 2/4) / 2; value 1: rows 1, 2
+    assert report["per_class_ap"][0] == pytest.approx(0.75) and report["per_class_ap"][2] is None
+    assert report["per_class_ap"][1] == pytest.approx(1.0)  # 0.7 and 0.3 rank first and second
+    # predictions 0, 1, 0, 2: F1(value 0) = 2*1/(2+2), F1(value 1) = 2*1/(2+1)
+    assert report["f1"] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
+    assert report["ap_chance"] == pytest.approx(50.0)
+    assert report["f1_chance"] == pytest.approx(100 * 2 * 0.5 / 3 / (0.5 + 1 / 3))
+    summary = attribute_summary({"a": report, "b": attribute_report(probs[:, :2], torch.tensor([0, 1, 0, 1]))})
+    # b: value 0 ranks first and second (AP 1); value 1 ranks first and ties last with a negative (0.75)
+    assert summary["cmap"] == pytest.approx(100 * (0.75 + 1.0 + 1.0 + 0.75) / 4)
+
+
+def _write_pku(root):
+    """PKU-named frame folders of 3 people (upper wear sets the colour) in both setups."""
+    people = {1: (1, 3, 1, 2, 5), 2: (2, 1, 2, 7, 5), 3: (1, 5, 1, 9, 12)}  # gender hair glasses upper lower
+    names = []
+    for setup, person, camera, action in itertools.product((1, 2), people, (1, 2), (1, 2)):
+        u, v, w, x, y = people[person]
+        name = f"S{setup:03d}P{person:03d}R{camera:03d}U{u:03d}V{v:03d}W{w:03d}X{x:03d}Y{y:03d}A{action:03d}"
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        folder = root / name
+        folder.mkdir(parents=True)
+        for t in range(6):
+            frame = np.full((16, 16, 3), PERFORMER_COLOURS[person - 1], dtype=np.float64) + rng.normal(0, 10, (16, 16, 3))
+            cv2.imwrite(str(folder / f"{t:05d}.jpg"), cv2.cvtColor(np.clip(frame, 0, 255).astype(np.uint8),
+                                                                     cv2.COLOR_RGB2BGR))
+        names.append(name)
+    return names
+
+
+def test_pku_attribute_attack_splits_by_setup_and_reports_cmap(tmp_path):
+    names = _write_pku(tmp_path / "data")
+    split = split_for_attacker(names)
+    assert {parse_name(n).setup for n in split.train} == {1} and {parse_name(n).setup for n in split.test} == {2}
+    opts = _opts(tmp_path / "data") + ["DATA.DATASET", "pku", "DATA.LABEL_LIST", "labels/pku_label_name.txt",
+                                       "MODEL.PRIVACY_CLASSES", "[22]"]
+    out = tmp_path / "out"
+    assert privacy_attack.main(["--output", str(out), "--epochs", "1", "--label", "attributes",
+                                "--batch-size", "16", "--opts", *opts]) == 0
+    result = json.loads((out / "privacy.json").read_text())
+    assert list(result["labels"]) == ["gender", "hairstyle", "glasses", "upper", "lower"]
+    assert result["labels"]["hairstyle"]["classes"] == 3 and result["labels"]["lower"]["classes"] == 2
+    assert "id_acc1" not in result and result["videos"] == 12
+    for key in ("cmap", "cmap_chance", "macro_f1", "macro_f1_chance"):
+        assert 0 <= result[key] <= 100
+    # 12 (attribute, value) classes; each attribute's prevalences sum to 1: chance cMAP = 5 / 12
+    assert result["cmap_chance"] == pytest.approx(100 * 5 / 12)
+    assert privacy_attack.main(["--output", str(tmp_path / "ntu"), "--label", "gender",
+                                "--opts", *_opts(tmp_path / "data")]) == 2

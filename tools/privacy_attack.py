@@ -1,6 +1,8 @@
-"""Fresh-attacker privacy evaluation (the BDQ protocol): how much identity can an adversary learn?
+"""Fresh-attacker privacy evaluation (the BDQ protocol): how much identity (or, on P3AR-PKU, how
+many appearance attributes) can an adversary learn?
 
-The adversary gets one of three things and trains a NEW identity classifier on it:
+The adversary gets one of three things and trains a NEW classifier of ``--label`` on it (identity,
+one attribute, or ``attributes``: the five attributes of P3AR-PKU at once, one softmax each):
 
 - ``--target frames``: the degraded frames the sealed camera records (the data copy the config
   reads, plus ``LPS.LEVEL`` on-the-fly film): frame t of the RGB request, CLIP-normalised;
@@ -17,12 +19,15 @@ single frames from scratch (or from a local ``--weights`` file); a test video is
 softmax averaged over its T frames. Feature attackers are linear and MLP probes on the
 standardised video features.
 
-Split rule (docs/privacy.md): inside every identity, videos of odd replication (R001, R003, ...)
-train the attacker and videos of even replication test it, so no video is in both halves and the
-same people appear in both; identities without a video in one half are left out (and logged).
-Every video of the configured data folder is used, whatever the action benchmark split.
+Split rule (docs/privacy.md): inside every identity, NTU videos of odd replication (R001, R003,
+...) train the attacker and videos of even replication test it; P3AR-PKU videos of setup 1 train
+it and those of setup 2 test it. No video is in both halves and the same people appear in both;
+identities without a video in one half are left out (and logged). Every video of the configured
+data folder is used, whatever the action benchmark split.
 
-Writes ``<output>/privacy.json`` (accuracies in percent) and ``<output>/log.txt``.
+Writes ``<output>/privacy.json`` (percent: identity top-1/top-5; for every label its top-1,
+average precision and macro-F1 with chance levels; cMAP and macro-F1 over all of them, the
+attribute protocol of SPAct / STPrivacy / VISPR, :mod:`privacy.metrics`) and ``<output>/log.txt``.
 """
 from __future__ import annotations
 
@@ -42,11 +47,14 @@ from yacs.config import CfgNode
 
 from datasets import ClipDataset, Restoration, build_datasets, collate_for, to_device
 from datasets.loader import RGB_LAYOUTS
+from datasets.names import DATASET_LABELS, parse_name
+from datasets.pku import PKU_ATTRIBUTES
 from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
 from models import FrameRequest, build_input_encoder, build_model
 from models.encoders import RGBEncoder
-from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, AttackError, Split, build_attacker,
-                     split_by_replication, topk_accuracy, train_attacker, video_probabilities)
+from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, AttackError, Split, attribute_report, attribute_summary,
+                     build_attacker, group_slices, split_for_attacker, topk_accuracy, train_attacker,
+                     video_probabilities)
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
@@ -57,6 +65,8 @@ from utils.misc import atomic_write_text
 logger = logging.getLogger(__name__)
 
 TARGETS = ("frames", "planes", "features")
+ALL_ATTRIBUTES = "attributes"  # --label: the five P3AR-PKU attributes at once
+LABELS = ("identity",) + tuple(PKU_ATTRIBUTES) + (ALL_ATTRIBUTES,)
 FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
 FEATURE_EPOCHS = 200  # default epochs of a feature probe (full-batch, cheap)
 FRAME_LR = 1e-3
@@ -125,35 +135,53 @@ def _feature_model(cfg: CfgNode, checkpoint: dict | None, class_names: list[str]
     return model.requires_grad_(False)
 
 
+def heads_of(label: str) -> tuple[str, ...]:
+    """The privacy labels ``--label`` names (``attributes``: the five of P3AR-PKU)."""
+    return tuple(PKU_ATTRIBUTES) if label == ALL_ATTRIBUTES else (label,)
+
+
+def compact_labels(names: list[str], heads: tuple[str, ...], identities: list[int]) -> dict[str, dict[int, int]]:
+    """Per label, its values (identity: those of the split) -> the attacker's compact classes.
+
+    Args:
+        names: the attacker's videos (both halves).
+        heads: the labels learned.
+        identities: the identities of the split (present in both halves).
+    """
+    labels = [parse_name(name).privacy_labels for name in names]
+    return {head: {value: i for i, value in enumerate(
+        identities if head == "identity" else sorted({lab[head] for lab in labels}))} for head in heads}
+
+
 @torch.no_grad()
-def read_views(dataset: ClipDataset, view: View, label_of: dict[int, int], *, batch_size: int,
+def read_views(dataset: ClipDataset, view: View, label_of: dict[str, dict[int, int]], *, batch_size: int,
                num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Every video of ``dataset`` as the attacker sees it.
 
     Args:
         dataset: an :func:`attacker_dataset`.
         view: turns a batch of the items' frames (on ``device``) into the attacker's input.
-        label_of: identity (P - 1) -> compact attacker label.
+        label_of: per learned label, its value -> compact attacker class.
         batch_size: videos per batch.
         num_workers: data-loader workers.
         device: where ``view`` runs.
 
     Returns:
-        ``(x, y)``: float32 x [N, T, 3, S, S] or [N, E] on the CPU, int64 labels y [N] (videos
-        skipped as unreadable under ``DATA.SKIP_BAD`` are left out).
+        ``(x, y)``: float32 x [N, T, 3, S, S] or [N, E] on the CPU, int64 labels y [N, G], one
+        column per label (videos skipped as unreadable under ``DATA.SKIP_BAD`` are left out).
     """
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                         collate_fn=collate_for(dataset))
     xs, ys = [], []
     for batch in loader:
-        if not len(batch["identity"]):  # every video of the batch was unreadable
+        if not len(batch["index"]):  # every video of the batch was unreadable
             continue
         frames = to_device(batch, device)["frames"][:, 0]  # the one view: [B, T, F, C, S, S]
         xs.append(view(frames).float().cpu())
-        ys += [label_of[identity] for identity in batch["identity"].tolist()]
+        ys.append(torch.stack([batch[head].apply_(compact.__getitem__) for head, compact in label_of.items()], 1))
     if len(ys) < len(dataset):
         logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - len(ys), len(dataset))
-    return torch.cat(xs), torch.tensor(ys, dtype=torch.long)
+    return torch.cat(xs), torch.cat(ys)
 
 
 def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) -> tuple[
@@ -166,8 +194,9 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         device: where the encoder or the frozen model runs.
 
     Returns:
-        ``(split, x_train, y_train, x_test, y_test)``: x is [N, T, 3, S, S] (frames, planes) or
-        [N, E] (features); y holds compact identity labels (positions in ``split.identities``).
+        ``(split, label_of, x_train, y_train, x_test, y_test)``: x is [N, T, 3, S, S] (frames,
+        planes) or [N, E] (features); y [N, G] holds the compact classes of ``label_of`` (identity:
+        positions in ``split.identities``).
 
     Raises:
         AttackError: options that do not fit the data or the checkpoint.
@@ -193,14 +222,14 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         view = _planes_view(cfg, checkpoint, args.resume).to(device).eval()
     elif args.target == "features":
         view = _feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
-    split = split_by_replication(splits.train.names + splits.val.names, args.max_videos)
+    split = split_for_attacker(splits.train.names + splits.val.names, args.max_videos)
     if len(split.identities) < 2:
         raise AttackError("the attacker split needs at least two identities with odd- and "
                           f"even-replication videos; the data has {len(split.identities)}")
     if split.dropped:
         logger.warning("%d identities have videos in only one half and are left out: %s",
                        len(split.dropped), split.dropped)
-    label_of = {identity: i for i, identity in enumerate(split.identities)}
+    label_of = compact_labels(split.train + split.test, heads_of(args.label), split.identities)
     out = []
     for part, names in (("train", split.train), ("test", split.test)):
         start = time.time()
@@ -208,16 +237,18 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
                           num_workers=cfg.DATA.NUM_WORKERS, device=device)
         logger.info("attacker %s data: %d videos read as %s (%.1f s)", part, len(out[-1]),
                     args.target, time.time() - start)
-    return (split, *out)
+    return (split, label_of, *out)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The tool's command line (``argv`` None = ``sys.argv``)."""
-    parser = argparse.ArgumentParser(description="Train a fresh identity attacker (BDQ protocol).")
+    parser = argparse.ArgumentParser(description="Train a fresh identity / attribute attacker (BDQ protocol).")
     parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides")
     parser.add_argument("--resume", default="", help="trained checkpoint (features; BDQ planes)")
     parser.add_argument("--target", choices=TARGETS, default="frames")
+    parser.add_argument("--label", choices=LABELS, default="identity",
+                        help="what the attacker learns (P3AR-PKU: an attribute, or all five: attributes)")
     parser.add_argument("--attacker", choices=tuple(FRAME_ATTACKERS) + FEATURE_ATTACKERS, default=None,
                         help="default: resnet18 for frames/planes, mlp for features")
     parser.add_argument("--weights", default="", help="local weights file of an image attacker")
@@ -235,7 +266,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace, dataset: str) -> None:
+    missing = [head for head in heads_of(args.label) if head not in DATASET_LABELS[dataset]]
+    if missing:
+        raise AttackError(f"--label {args.label} needs {', '.join(missing)} labels, which DATA.DATASET {dataset} "
+                          f"names do not carry; choose from {', '.join(DATASET_LABELS[dataset])}")
     if args.attacker is None:
         args.attacker = "mlp" if args.target == "features" else "resnet18"
     if (args.target == "features") != (args.attacker in FEATURE_ATTACKERS):
@@ -249,21 +284,45 @@ def _check_args(args: argparse.Namespace) -> None:
         args.lr = FEATURE_LR if args.target == "features" else FRAME_LR
 
 
+def label_metrics(probs: torch.Tensor, y: torch.Tensor, label_of: dict[str, dict[int, int]]) -> dict:
+    """privacy.json's figures of the attacker's test probabilities.
+
+    Args:
+        probs: [N, sum C] probabilities, one softmax per label (the order of ``label_of``).
+        y: [N, G] compact classes.
+        label_of: per label, value -> compact class.
+
+    Returns:
+        ``id_acc1``, ``id_acc5`` and ``chance`` when identity is learned; ``labels``: per label its
+        :func:`~privacy.metrics.attribute_report`; ``cmap``, ``cmap_chance``, ``macro_f1``,
+        ``macro_f1_chance`` over every (label, value) class.
+    """
+    groups = [len(compact) for compact in label_of.values()]
+    reports, out = {}, {}
+    for g, (head, part) in enumerate(zip(label_of, group_slices(groups))):
+        reports[head] = attribute_report(probs[:, part], y[:, g])
+        if head == "identity":
+            out.update(id_acc1=topk_accuracy(probs[:, part], y[:, g], TOP_K[0]),
+                       id_acc5=topk_accuracy(probs[:, part], y[:, g], TOP_K[1]), chance=PERCENT / groups[g])
+    return {**out, "labels": reports, **attribute_summary(reports)}
+
+
 def run(args: argparse.Namespace) -> dict:
     """Runs the attack of ``args``; returns the metrics written to privacy.json."""
-    _check_args(args)
     cfg = load_config(args.config, args.opts)
+    _check_args(args, cfg.DATA.DATASET)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.time()
-    split, x_train, y_train, x_test, y_test = build_views(cfg, args, device)
-    logger.info("attacker data: %d train / %d test videos, %d identities, input %s (%.1f s)",
-                len(x_train), len(x_test), len(split.identities), tuple(x_train.shape[1:]),
-                time.time() - start)
+    split, label_of, x_train, y_train, x_test, y_test = build_views(cfg, args, device)
+    groups = [len(compact) for compact in label_of.values()]
+    logger.info("attacker data: %d train / %d test videos, %d identities, labels %s, input %s (%.1f s)",
+                len(x_train), len(x_test), len(split.identities),
+                ", ".join(f"{head} ({n} classes)" for head, n in zip(label_of, groups)),
+                tuple(x_train.shape[1:]), time.time() - start)
     torch.manual_seed(cfg.SEED)
-    num_classes = len(split.identities)
     if device.type == "cpu":
         keep_freed_memory()
-    model = build_attacker(args.attacker, num_classes, cfg.DATA.INPUT_SIZE, x_train.shape[-1],
+    model = build_attacker(args.attacker, sum(groups), cfg.DATA.INPUT_SIZE, x_train.shape[-1],
                            args.weights).to(device)
     if args.target == "features":
         mean, std = x_train.mean(0), x_train.std(0) + STD_EPS
@@ -272,18 +331,17 @@ def run(args: argparse.Namespace) -> dict:
         batch = len(x_train)
     else:
         t = x_train.shape[1]
-        train_x, train_y = x_train.flatten(0, 1), y_train.repeat_interleave(t)  # single frames
+        train_x, train_y = x_train.flatten(0, 1), y_train.repeat_interleave(t, dim=0)  # single frames
         batch = args.batch_size
     train_attacker(model, train_x, train_y, epochs=args.epochs, lr=args.lr, batch_size=batch,
-                   seed=cfg.SEED, augment=args.target != "features", device=device)
-    probs = video_probabilities(model, x_test, args.batch_size, device)
+                   seed=cfg.SEED, augment=args.target != "features", device=device, groups=groups)
+    probs = video_probabilities(model, x_test, args.batch_size, device, groups=groups)
     metrics = {
-        "id_acc1": topk_accuracy(probs, y_test, TOP_K[0]),
-        "id_acc5": topk_accuracy(probs, y_test, TOP_K[1]),
-        "chance": PERCENT / num_classes,
+        **label_metrics(probs, y_test, label_of),
+        "label": args.label,
         "videos": len(x_test),
         "train_videos": len(x_train),
-        "identities": num_classes,
+        "identities": len(split.identities),
         "target": args.target,
         "attacker": args.attacker,
         "restore": args.restore,
@@ -291,14 +349,21 @@ def run(args: argparse.Namespace) -> dict:
         "encoder": cfg.MODEL.ENCODER,
         "epochs": args.epochs,
         "resume": args.resume,
-        "split": "replication: odd train, even test, inside each identity",
+        "split": "NTU: odd replications train, even test; P3AR-PKU: setup 1 trains, setup 2 tests; "
+                 "inside each identity",
         "max_videos": args.max_videos,
         "seconds": round(time.time() - start, 1),
     }
-    logger.info("privacy attack %s/%s (restore %s): identity top-1 %.2f%%, top-5 %.2f%%, chance "
-                "%.2f%% on %d videos of %d identities", args.target, args.attacker, args.restore,
-                metrics["id_acc1"], metrics["id_acc5"], metrics["chance"], metrics["videos"],
-                num_classes)
+    for head, report in metrics["labels"].items():
+        logger.info("privacy attack %s/%s (restore %s) on %s: top-1 %.2f%% (chance %.2f%%), AP %.2f%% "
+                    "(chance %.2f%%), macro-F1 %.2f%% (chance %.2f%%) on %d videos", args.target, args.attacker,
+                    args.restore, head, report["acc1"], report["acc1_chance"], report["ap"], report["ap_chance"],
+                    report["f1"], report["f1_chance"], report["videos"])
+    if "id_acc1" in metrics:
+        logger.info("identity top-1 %.2f%%, top-5 %.2f%%, chance %.2f%% (%d identities)", metrics["id_acc1"],
+                    metrics["id_acc5"], metrics["chance"], len(split.identities))
+    logger.info("cMAP %.2f%% (chance %.2f%%), macro-F1 %.2f%% (chance %.2f%%)", metrics["cmap"],
+                metrics["cmap_chance"], metrics["macro_f1"], metrics["macro_f1_chance"])
     return metrics
 
 
