@@ -47,6 +47,10 @@ def test_benchmark_json_schema(tmp_path, monkeypatch):
     losses = train["losses"]
     assert losses["identity"] > 0 and abs(losses["loss"] - (losses["action"] + 0.5 * losses["identity"])) < 1e-4
     assert train["privacy_loss"] == "aux" and train["grad_scaler"] is False
+    # the demo freezes the text tower: training it adds its forward and backward at every step
+    text = train["text_tower"]
+    assert train["text_cached"] and text["text_frozen_flops_per_step"] == train["flops_per_step"]
+    assert text["text_trained_flops_per_step"] > text["text_frozen_flops_per_step"]
     ckpt = result["checkpointing"]
     assert ckpt["on"]["act_bytes"] < ckpt["off"]["act_bytes"]  # recomputed blocks keep less
     assert result["eval"]["clips_per_s"] > 0

@@ -180,6 +180,7 @@ def bench_train(cfg: CfgNode, splits: DataSplits, device: torch.device, args: ar
         "privacy_loss": cfg.TRAIN.PRIVACY_LOSS, "grad_scaler": trainer.scaler is not None,
         "clip_grad": trainer.clip_grad,
     }
+    result["text_tower"] = text_tower_flops(cfg, splits, device, batch, flops, result["text_cached"])
     if default_step_s is not None:  # the step above ran with freed memory kept
         result["host_allocator"] = {"default_step_s": default_step_s, "kept_step_s": step_s}
         logger.info("host allocator: %.3f s/step with glibc defaults, %.3f s/step keeping freed memory",
@@ -192,6 +193,33 @@ def bench_train(cfg: CfgNode, splits: DataSplits, device: torch.device, args: ar
         result["profile"] = profile_step(step, device)
         logger.info("train profile by kind (%% of self time): %s", result["profile"]["by_kind_pct"])
     return result
+
+
+def text_tower_flops(cfg: CfgNode, splits: DataSplits, device: torch.device, batch: int,
+                     flops: int, text_cached: bool) -> dict[str, Any]:
+    """FLOPs of the train step in both text-tower settings: frozen (``text`` in ``MODEL.FREEZE``,
+    the class features computed once, the original release's recipe) and trained (the text tower
+    runs forward and backward at every step). The configured setting's count is ``flops``; the
+    other one is counted on a model built with ``text`` added to or taken from ``MODEL.FREEZE``.
+
+    Args:
+        cfg: the experiment config.
+        splits: the benchmark's datasets.
+        device: the device of the run.
+        batch: clips per step.
+        flops: the configured step's FLOPs.
+        text_cached: whether the configured step has the text tower frozen.
+    """
+    freeze = [part for part in cfg.MODEL.FREEZE if part != "text"] + ([] if text_cached else ["text"])
+    other_cfg = cfg.clone()
+    other_cfg.defrost()
+    other_cfg.MODEL.FREEZE = freeze
+    other = count_flops(build_step(other_cfg, splits, device, batch))
+    cached, trained = (flops, other) if text_cached else (other, flops)
+    logger.info("train FLOPs per step: %.1f GFLOP with the text tower frozen (its features cached), %.1f GFLOP "
+                "with it trained (%.2fx)", cached / 1e9, trained / 1e9, trained / cached)
+    return {"text_frozen_flops_per_step": cached, "text_trained_flops_per_step": trained,
+            "trained_over_frozen": trained / cached}
 
 
 def bench_checkpointing(cfg: CfgNode, splits: DataSplits, device: torch.device,
