@@ -51,7 +51,7 @@ def build_input_encoder(cfg: CfgNode) -> nn.Module:
         return RGBEncoder()
     if name == "downsample":
         return DownsampleEncoder(cfg.MODEL.DOWNSAMPLE_SIZE)
-    return BDQEncoder(cfg.DATA.FD_STRIDE)
+    return BDQEncoder()
 
 
 def clip_size(cfg: CfgNode) -> ClipSize:
@@ -84,12 +84,13 @@ def build_model(cfg: CfgNode, class_names: list[str]) -> MSPNet:
     if cfg.DATA.INPUT_SIZE % size.patch_size:
         raise UserError(f"DATA.INPUT_SIZE {cfg.DATA.INPUT_SIZE} is not a multiple of the "
                         f"{cfg.MODEL.ARCH} patch size {size.patch_size}")
-    model = MSPNet(size=size, image_size=cfg.DATA.INPUT_SIZE, num_frames=cfg.DATA.NUM_FRAMES,
+    encoder = build_input_encoder(cfg)
+    model = MSPNet(size=size, image_size=cfg.DATA.INPUT_SIZE, num_frames=encoder.request.output_frames(cfg.DATA.NUM_FRAMES),
                    class_names=class_names,
                    privacy_heads=dict(zip(cfg.MODEL.PRIVACY_HEADS, cfg.MODEL.PRIVACY_CLASSES)),
                    temporal_layers=cfg.MODEL.TEMPORAL_LAYERS, prompt_layers=cfg.MODEL.PROMPT_LAYERS,
                    prompt_alpha=cfg.MODEL.PROMPT_ALPHA, drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
-                   backend=cfg.MODEL.ATTN_BACKEND, input_encoder=build_input_encoder(cfg))
+                   backend=cfg.MODEL.ATTN_BACKEND, input_encoder=encoder)
     model.set_grad_checkpointing(cfg.TRAIN.USE_CHECKPOINT)
     pretrained = cfg.MODEL.PRETRAINED
     if pretrained.lower() in RANDOM_INIT:

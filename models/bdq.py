@@ -1,11 +1,24 @@
 """BDQ (Kumawat and Nagahara, ECCV 2022): Blur, Difference, Quantisation as an input encoder.
 
-Blur is a 5 x 5 Gaussian with a learnable sigma, ``G = exp(-(x^2 + y^2) / (2 sigma^2))``
-normalised to sum 1; Difference subtracts the blurred frame t - k from the blurred frame t
-(k = ``DATA.FD_STRIDE``); Quantisation is the differentiable staircase
-``q(x) = sum_n sigmoid(hardness * (x - b_n))`` with 15 learnable bin centres ``b_n`` initialised at
-0.5, 1.5, ..., 14.5, applied to the difference rescaled to [0, 15] (per clip, min-max). Its
-parameters train adversarially with the model (``TRAIN.PRIVACY_LOSS adversarial``).
+Following the paper where it speaks and the official code (suakaw/BDQ_PrivacyAR, ``degradNet.py``)
+where it is silent:
+
+- **Blur**: a 5 x 5 Gaussian ``G = exp(-(x^2 + y^2) / (2 sigma^2))`` normalised to sum 1, zero
+  padding (the code's ``Conv3d`` padding); sigma is learned (the paper) from 3 (the code's start;
+  the code in fact freezes its kernel).
+- **Difference**: consecutive sampled frames, blurred frame t minus blurred frame t - 1 (paper and
+  code): T sampled frames give T - 1 differences (the code drops the first).
+- **Quantisation**: the difference is rescaled to [0, 15] by its min and max
+  (``(x - min) / (max - min + 1e-4) * 15``, the code's epsilon), through the differentiable
+  staircase ``q(x) = sum_n sigmoid(hardness * (x - b_n))`` with 15 learnable bins initialised at
+  0.5, 1.5, ..., 14.5, hardness 5; before every forward the bins are clamped to [0, 15] and sorted
+  (the code); the output is mapped back to difference units, ``q * s + min`` with
+  ``s = max((max - min) / 15, 1e-4)`` (the code).
+
+One deliberate deviation (docs/privacy.md): min and max are taken per clip, not over the whole
+batch as in the code, so a clip's encoding does not depend on the other clips of its batch (a
+property the tests check). Its parameters train adversarially with the model
+(``TRAIN.PRIVACY_LOSS adversarial``).
 """
 from __future__ import annotations
 
@@ -15,12 +28,12 @@ import torch.nn.functional as F
 
 from models.encoders import FrameRequest, check_frames, clip_normalize
 
-BLUR_WINDOW = 5  # BDQ blur window side (the paper keeps it small to stabilise training)
-BLUR_SIGMA_INIT = 1.0  # initial standard deviation of the BDQ blur (pixels)
+BLUR_WINDOW = 5  # BDQ blur window side (paper and code)
+BLUR_SIGMA_INIT = 3.0  # initial standard deviation of the BDQ blur, pixels (the official code's)
 MIN_BLUR_SIGMA = 0.05  # sigma is clamped here so the kernel never divides by zero
-QUANT_BINS = 15  # BDQ quantiser bin centres (levels 0..15)
-QUANT_HARDNESS = 5.0  # BDQ sigmoid hardness H
-RANGE_EPS = 1e-6  # guards the per-clip min-max rescaling of a constant difference
+QUANT_BINS = 15  # BDQ quantiser bin centres (levels 0..15, 4 bits)
+QUANT_HARDNESS = 5.0  # BDQ sigmoid hardness H (the code's sig_scale)
+RANGE_EPS = 1e-4  # the official code's epsilon of the min-max rescale, and floor of its step size
 
 
 def gaussian_kernel(sigma: torch.Tensor, window: int) -> torch.Tensor:
@@ -55,22 +68,22 @@ def soft_quantize(x: torch.Tensor, bins: torch.Tensor, hardness: float) -> torch
 
 
 class BDQEncoder(nn.Module):
-    """Blur -> Difference -> Quantisation (the BDQ privacy encoder).
+    """Blur -> Difference -> Quantisation (the BDQ privacy encoder), see the module docstring.
 
     Args:
-        stride: the difference stride k: the encoder reads frames t - k and t.
         window: blur window side (odd).
         sigma: initial blur standard deviation in pixels (learnable).
         num_bins: quantiser bin centres, initialised at 0.5, 1.5, ..., num_bins - 0.5 (learnable).
         hardness: quantiser sigmoid hardness.
     """
 
-    def __init__(self, stride: int, window: int = BLUR_WINDOW, sigma: float = BLUR_SIGMA_INIT,
+    request = FrameRequest(offsets=(0,), gray=False, consecutive=True)
+
+    def __init__(self, window: int = BLUR_WINDOW, sigma: float = BLUR_SIGMA_INIT,
                  num_bins: int = QUANT_BINS, hardness: float = QUANT_HARDNESS) -> None:
         super().__init__()
         if window % 2 == 0:
             raise ValueError(f"BDQ blur window must be odd, got {window}")
-        self.request = FrameRequest(offsets=(-stride, 0), gray=False)
         self.window = window
         self.num_bins = num_bins
         self.hardness = hardness
@@ -82,48 +95,53 @@ class BDQEncoder(nn.Module):
         return gaussian_kernel(self.sigma.clamp(min=MIN_BLUR_SIGMA), self.window)
 
     def blur(self, images: torch.Tensor) -> torch.Tensor:
-        """Blurs [N, C, H, W] images channel by channel (replicate borders)."""
+        """Blurs [N, C, H, W] images channel by channel (zero padding, the same size out)."""
         c = images.shape[1]
         kernel = self.blur_kernel().to(images.dtype).expand(c, 1, self.window, self.window)
-        pad = self.window // 2
-        padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-        return F.conv2d(padded, kernel, groups=c)
+        return F.conv2d(images, kernel, padding=self.window // 2, groups=c)
+
+    def project_bins(self) -> None:
+        """Clamps the bins to [0, num_bins] and sorts them, in place (the official code does so
+        before every forward: a projection after each optimizer step)."""
+        with torch.no_grad():
+            self.bins.copy_(self.bins.clamp(0, self.num_bins).sort().values)
 
     def quantize(self, diff: torch.Tensor) -> torch.Tensor:
-        """Rescales each clip's difference to [0, num_bins] and applies the soft staircase.
+        """Quantises each clip's difference in its own [min, max] (see the module docstring).
 
         Args:
             diff: [B, ...] differences.
 
         Returns:
-            Same shape, values in (0, num_bins).
+            Same shape, in difference units: ``q * s + min``, within [min, min + 15 s].
         """
         flat = diff.flatten(1)
         low = flat.min(dim=1, keepdim=True).values
-        high = flat.max(dim=1, keepdim=True).values
-        scaled = (flat - low) / (high - low + RANGE_EPS) * self.num_bins
-        return soft_quantize(scaled, self.bins, self.hardness).view_as(diff)
+        span = flat.max(dim=1, keepdim=True).values - low
+        scaled = (flat - low) / (span + RANGE_EPS) * self.num_bins
+        step = (span / self.num_bins).clamp(min=RANGE_EPS)
+        return (soft_quantize(scaled, self.bins, self.hardness) * step + low).view_as(diff)
 
-    def encode_pairs(self, pairs: torch.Tensor) -> torch.Tensor:
+    def encode_clips(self, clips: torch.Tensor) -> torch.Tensor:
         """Args:
-            pairs: float ``[B, T, 2, 3, H, W]`` CLIP-normalised RGB pairs (t - k, t).
+            clips: float ``[B, T, 3, H, W]`` CLIP-normalised RGB frames, T >= 2.
 
         Returns:
-            ``[B, T, 3, H, W]`` quantised motion difference, centred to [-1, 1].
+            ``[B, T - 1, 3, H, W]``: the quantised difference of each pair of consecutive frames.
         """
-        b, t, p, c, h, w = pairs.shape
-        blurred = self.blur(pairs.reshape(b * t * p, c, h, w)).reshape(b, t, p, c, h, w)
-        diff = blurred[:, :, 1] - blurred[:, :, 0]  # [B, T, 3, H, W]
-        q = self.quantize(diff)
-        half = self.num_bins / 2
-        return (q - half) / half
+        b, t, c, h, w = clips.shape
+        if t < 2:
+            raise ValueError(f"BDQ differences consecutive frames and needs at least 2, got {t}")
+        self.project_bins()
+        blurred = self.blur(clips.reshape(b * t, c, h, w)).reshape(b, t, c, h, w)
+        return self.quantize(blurred[:, 1:] - blurred[:, :-1])  # [B, T - 1, 3, H, W]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Args:
-            frames: uint8 ``[B, T, 2, 3, H, W]`` RGB frames t - k and t.
+            frames: uint8 ``[B, T, 1, 3, H, W]`` RGB sampled frames.
 
         Returns:
-            float32 ``[B, T, 3, H, W]`` (:meth:`encode_pairs` of the normalised frames).
+            float32 ``[B, T - 1, 3, H, W]`` (:meth:`encode_clips` of the normalised frames).
         """
         check_frames(frames, self.request)
-        return self.encode_pairs(clip_normalize(frames))
+        return self.encode_clips(clip_normalize(frames[:, :, 0]))

@@ -38,11 +38,18 @@ class FrameRequest:
         gray: one gray channel (C = 1); else RGB (C = 3).
         planes: the item holds precomputed planes instead of frames (``DATA.LAYOUT precomputed``:
             fd(t-1), fd(t), avg(t) as F = 3 gray "frames").
+        consecutive: the encoder differences consecutive sampled frames, so it returns T - 1
+            frames for T sampled ones (BDQ).
     """
 
     offsets: tuple[int, ...]
     gray: bool
     planes: bool = False
+    consecutive: bool = False
+
+    def output_frames(self, num_frames: int) -> int:
+        """Frames of the encoder's output for ``num_frames`` sampled frames (the model's T)."""
+        return num_frames - 1 if self.consecutive else num_frames
 
     @property
     def channels(self) -> int:

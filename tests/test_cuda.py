@@ -88,7 +88,7 @@ def test_training_steps_on_cuda_learn_and_stay_finite(precision):
 
 
 @pytest.mark.parametrize("encoder", [IFNSEncoder(2, PlaneNorm((0.1, 0.1, 0.3), (0.2, 0.2, 0.1))), RGBEncoder(),
-                                     DownsampleEncoder(8), BDQEncoder(stride=2)])
+                                     DownsampleEncoder(8), BDQEncoder()])
 def test_input_encoders_on_cuda_equal_the_cpu(encoder):
     request = encoder.request
     frames = torch.randint(0, 256, (2, 3, len(request.offsets), request.channels, 32, 32), dtype=torch.uint8)

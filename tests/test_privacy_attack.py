@@ -163,11 +163,11 @@ def test_end_to_end_planes_on_packed_store(tmp_path):
 def test_bdq_planes_use_the_checkpoint_encoder(tmp_path):
     """BDQ's sigma and bins come from the ``input_encoder.`` entries of the checkpoint's model."""
     cfg = load_config(None, _opts(tmp_path) + ["MODEL.ENCODER", "bdq"])
-    trained = BDQEncoder(1, sigma=2.5)
+    trained = BDQEncoder(sigma=2.5)
     state = {f"input_encoder.{k}": v for k, v in trained.state_dict().items()}
     encoder = privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
     assert encoder.sigma.item() == 2.5 and torch.equal(encoder.bins, trained.bins)
-    assert privacy_attack._planes_view(cfg, None, "").sigma.item() == BDQEncoder(1).sigma.item()
+    assert privacy_attack._planes_view(cfg, None, "").sigma.item() == BDQEncoder().sigma.item()
     with pytest.raises(AttackError, match="do not fit MODEL.ENCODER bdq"):
         privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
 

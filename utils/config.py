@@ -338,6 +338,9 @@ def _validate(cfg: CN) -> None:
     if (mean or std) and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         raise ConfigError(f"DATA.PLANE_MEAN and DATA.PLANE_STD need 3 values each (std > 0) or both "
                           f"empty, got {list(mean)} and {list(std)}")
+    if cfg.MODEL.ENCODER == "bdq" and cfg.DATA.NUM_FRAMES < 2:
+        raise ConfigError("MODEL.ENCODER bdq differences consecutive sampled frames: DATA.NUM_FRAMES "
+                          f"must be at least 2, got {cfg.DATA.NUM_FRAMES}")
     if cfg.DATA.CROP_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
         raise ConfigError("DATA.CROP_ON_DEVICE True needs MODEL.ENCODER ifns (gray frames) and a "
                           "DATA.LAYOUT with frames (video, frames or packed); set it False")
