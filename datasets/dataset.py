@@ -67,14 +67,15 @@ class ClipDataset(Dataset):
         sampler: the temporal sampler.
         builder: the item builder.
         seed: base seed of every random draw.
-        lps_level: on-the-fly film simulation level (0 = off).
+        lps_level: on-the-fly privacy-camera simulation level (0 = off).
+        lps_device: the simulated camera: film | lensless | coded_aperture.
         restoration: reconstruct the (degraded) frames first, or None.
         skip_bad: skip unreadable samples (train: the next sample replaces it; test: the item
             is None and the collate drops it) instead of raising.
     """
 
     def __init__(self, *, names: list[str], opener: ClipOpener, sampler: FrameSampler, builder: ItemBuilder,
-                 seed: int, lps_level: int = 0, restoration: Restoration | None = None,
+                 seed: int, lps_level: int = 0, lps_device: str = "film", restoration: Restoration | None = None,
                  skip_bad: bool = False) -> None:
         if (lps_level or restoration) and builder.request.planes:
             raise UserError("LPS.LEVEL and restoration need RGB frames, but the precomputed layout "
@@ -89,6 +90,7 @@ class ClipDataset(Dataset):
         self.builder = builder
         self.seed = seed
         self.lps_level = lps_level
+        self.lps_device = lps_device
         self.restoration = restoration
         self.skip_bad = skip_bad
 
@@ -145,7 +147,7 @@ class ClipDataset(Dataset):
         film's noise seed is drawn from the sample's generator."""
         if self.lps_level:
             generator = torch.Generator().manual_seed(int(rng.integers(2 ** SEED_BITS)))
-            clip = FilmClip(clip, self.lps_level, generator)
+            clip = FilmClip(clip, self.lps_level, generator, self.lps_device)
         if self.restoration is not None:
             r = self.restoration
             clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations)

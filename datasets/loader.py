@@ -261,7 +261,7 @@ def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoratio
                                 crop_on_device=crop_on_device)
     val_builder = ItemBuilder(request, data.INPUT_SIZE, train=False, num_crop=cfg.TEST.NUM_CROP,
                               crop_on_device=crop_on_device)
-    common = dict(opener=opener, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, restoration=restoration,
+    common = dict(opener=opener, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, lps_device=cfg.LPS.DEVICE, restoration=restoration,
                   skip_bad=data.SKIP_BAD)
     train = ClipDataset(names=train_names, sampler=FrameSampler(data.NUM_FRAMES, train=True),
                         builder=train_builder, **common)

@@ -171,6 +171,27 @@ def _draw_noise(shape: torch.Size, device: torch.device,
     return torch.stack(frames).to(device)
 
 
+def expose(x: torch.Tensor, gain: float, photons_at_white: float, read_sigma: float,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """The sensor behind an optic that lets ``1 / gain`` of the light through: the attenuated
+    signal plus shot noise (variance ``signal / photons_at_white``) and read noise, then the
+    auto-exposure gain that restores the brightness (and amplifies the noise).
+
+    Args:
+        x: [M, C, H, W] intensities in [0, 1] as an ideal sensor would record them.
+        gain: auto-exposure gain (1 / transmittance).
+        photons_at_white: photo-electrons of a white pixel without the optic.
+        read_sigma: read noise, standard deviation in [0, 1] units.
+        generator: source of the noise (frames draw in order, see :func:`simulate_lps`).
+
+    Returns:
+        [M, C, H, W], not clamped.
+    """
+    signal = (x / gain).clamp(min=0)
+    sigma = torch.sqrt(signal / photons_at_white + read_sigma ** 2)
+    return (signal + sigma * _draw_noise(x.shape, x.device, generator)) * gain
+
+
 def simulate_lps(frames: torch.Tensor, level: int, generator: torch.Generator | None = None,
                  film: LPSFilm | None = None) -> torch.Tensor:
     """Degrades RGB frames as seen through ``level`` layers of laminating film.
@@ -210,11 +231,7 @@ def simulate_lps(frames: torch.Tensor, level: int, generator: torch.Generator | 
     luma = torch.tensor(LUMA_WEIGHTS, device=x.device)
     y = (x * luma[:, None, None]).sum(dim=-3, keepdim=True)  # [M, 1, H, W]
     x = y + film.chroma_at(level) * (x - y)
-    # sensor: the film-attenuated signal plus shot and read noise, then the auto-exposure gain
-    gain = film.gain_at(level)
-    signal = (x / gain).clamp(min=0)
-    sigma = torch.sqrt(signal / film.photons_at_white + film.read_sigma ** 2)
-    x = (signal + sigma * _draw_noise(x.shape, x.device, generator)) * gain
+    x = expose(x, film.gain_at(level), film.photons_at_white, film.read_sigma, generator)
     x = x.clamp(0, 1).reshape(*lead, c, h, w)
     if is_uint8:
         return (x * PIXEL_MAX).round().to(torch.uint8)

@@ -1,7 +1,8 @@
 """Source wrappers: what happens to a clip between the source and the item builder.
 
-- :class:`FilmClip`: the on-the-fly film simulation (``LPS.LEVEL``), :func:`datasets.lps.simulate_lps`
-  on the RGB frames with a per-sample noise generator.
+- :class:`FilmClip`: the on-the-fly privacy-camera simulation (``LPS.DEVICE`` at ``LPS.LEVEL``:
+  the film, :func:`datasets.lps.simulate_lps`, or a lensless / coded-aperture camera,
+  :func:`datasets.optics.simulate_device`) on the RGB frames with a per-sample noise generator.
 - :class:`RestoredClip`: an adversary's reconstruction of the frames with the film's known PSF
   (:func:`datasets.restore.restore_frames`: Wiener or Richardson-Lucy).
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datasets.lps import simulate_lps
+from datasets.optics import simulate_device
 from datasets.readers import GRAY_LEVELS, Clip, Levels, to_gray
 from datasets.restore import RL_ITERATIONS, WIENER_NSR, restore_frames
 from utils.misc import PIXEL_MAX
@@ -47,22 +48,25 @@ class _RGBTransformClip:
 
 
 class FilmClip(_RGBTransformClip):
-    """A clip seen through ``level`` layers of simulated film.
+    """A clip seen through a simulated privacy camera: ``level`` layers of film, or a lensless /
+    coded-aperture camera of privacy ``level``.
 
     Args:
         clip: the source clip (RGB frames).
-        level: film layers, 1 to 3.
+        level: privacy level, 1 to 3.
         generator: the sample's sensor-noise generator (seeded from the sample's draws).
+        device: film | lensless | coded_aperture (:data:`datasets.optics.DEVICES`).
     """
 
-    def __init__(self, clip: Clip, level: int, generator: torch.Generator) -> None:
+    def __init__(self, clip: Clip, level: int, generator: torch.Generator, device: str = "film") -> None:
         super().__init__(clip)
         self.level = level
         self.generator = generator
+        self.device = device
 
     def transform(self, rgb: torch.Tensor) -> torch.Tensor:
-        """The film's degradation of uint8 ``[N, 3, H, W]`` frames."""
-        return simulate_lps(rgb, self.level, self.generator)
+        """The camera's measurement of uint8 ``[N, 3, H, W]`` frames."""
+        return simulate_device(rgb, self.device, self.level, self.generator)
 
 
 class RestoredClip(_RGBTransformClip):

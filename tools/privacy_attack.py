@@ -104,7 +104,8 @@ def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
     """
     return ClipDataset(names=names, opener=base.opener, sampler=replace(base.sampler, num_clip=1),
                        builder=replace(base.builder, num_crop=1), seed=base.seed,
-                       lps_level=base.lps_level, restoration=base.restoration, skip_bad=base.skip_bad)
+                       lps_level=base.lps_level, lps_device=base.lps_device, restoration=base.restoration,
+                       skip_bad=base.skip_bad)
 
 
 def _planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:

@@ -17,6 +17,7 @@ from yacs.config import CfgNode as CN
 
 from datasets.loader import LAYOUTS
 from datasets.names import BENCHMARKS, DATASET_LABELS, DATASETS
+from datasets.optics import DEVICES
 from datasets.readers import VIDEO_BACKENDS
 from datasets.synthetic import COPIES
 from datasets.transforms import TEST_CROPS
@@ -93,7 +94,11 @@ _C.DATA.SYNTHETIC.SOURCE = "lps"  # which copy the model reads: lps | raw
 
 # ----------------------------------------------------------------------------- LPS simulation
 _C.LPS = CN()
-_C.LPS.LEVEL = 0  # on-the-fly film simulation applied by the loader (0 = off; data is already degraded)
+_C.LPS.LEVEL = 0  # on-the-fly privacy-camera simulation applied by the loader (0 = off; data is already degraded)
+# the simulated camera (datasets/optics.py): film (LEVEL = layers of LPS film) | lensless (a
+# DiffuserCam-like random diffuser) | coded_aperture (a random binary mask, transmittance 0.5);
+# for the two others LEVEL 1..3 sets the PSF's extent, 1/8, 1/4, 1/2 of the frame side
+_C.LPS.DEVICE = "film"
 
 # ----------------------------------------------------------------------------- model
 _C.MODEL = CN()
@@ -286,6 +291,7 @@ def _choices() -> dict[str, tuple]:
         "DATA.LAYOUT": LAYOUTS,
         "DATA.VIDEO_BACKEND": VIDEO_BACKENDS,
         "DATA.SYNTHETIC.SOURCE": COPIES,
+        "LPS.DEVICE": DEVICES,
         "MODEL.ARCH": tuple(CLIP_SIZES) + (CUSTOM_ARCH,),
         "MODEL.ENCODER": ENCODERS,
         "MODEL.ATTN_BACKEND": BACKENDS,
