@@ -4,7 +4,8 @@ from privacy.attackers import (CPU, FEATURE_ATTACKERS, FRAME_ATTACKERS, AttackEr
                                group_slices, topk_accuracy, train_attacker, video_probabilities)
 from privacy.metrics import attribute_report, attribute_summary
 from privacy.split import Split, split_for_attacker
+from privacy.video_attackers import VIDEO_ATTACKERS
 
 __all__ = ["CPU", "FEATURE_ATTACKERS", "FRAME_ATTACKERS", "AttackError", "Split", "attribute_report",
            "attribute_summary", "build_attacker", "group_slices",
-           "split_for_attacker", "topk_accuracy", "train_attacker", "video_probabilities"]
+           "split_for_attacker", "topk_accuracy", "train_attacker", "VIDEO_ATTACKERS", "video_probabilities"]

@@ -1,5 +1,6 @@
 """Fresh attackers: timm image models on single frames (a test video is classified by the softmax
-averaged over its T frames, the BDQ protocol) and linear / MLP probes on video features.
+averaged over its T frames, the BDQ protocol), video attackers on whole clips
+(:mod:`privacy.video_attackers`) and linear / MLP probes on video features.
 
 An attacker may learn several labels at once (``--label attributes``): its outputs are the
 concatenated logits of label groups of C_1, ..., C_G classes, each with its own softmax and
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from privacy.video_attackers import VIDEO_ATTACKERS, build_video_attacker
 from trainers.metrics import topk_accuracy as hits
 from utils.errors import UserError
 
@@ -37,16 +39,20 @@ class AttackError(UserError):
 
 
 def build_attacker(name: str, num_classes: int, image_size: int, in_features: int,
-                   weights: str = "") -> nn.Module:
+                   weights: str = "", num_frames: int = 1) -> nn.Module:
     """A fresh attacker.
 
     Args:
-        name: resnet18 | resnet50 | vit_small (images) or linear | mlp (features).
-        num_classes: identities.
+        name: resnet18 | resnet50 | vit_small (frames), temporal | r3d_18 | r2plus1d_18 (clips)
+            or linear | mlp (features).
+        num_classes: outputs.
         image_size: input side of image attackers.
         in_features: feature width of probes.
-        weights: optional local weights file of an image attacker (its classifier is replaced).
+        weights: optional local weights file of an image or video attacker (its classifier is replaced).
+        num_frames: frames T of a clip (video attackers).
     """
+    if name in VIDEO_ATTACKERS:
+        return build_video_attacker(name, num_classes, num_frames, weights)
     if name in FEATURE_ATTACKERS:
         if name == "linear":
             return nn.Linear(in_features, num_classes)
@@ -65,7 +71,10 @@ def build_attacker(name: str, num_classes: int, image_size: int, in_features: in
 
 
 def _shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to SHIFT_PAD pixels (replicate borders) and horizontal flip."""
+    """Random translation by up to SHIFT_PAD pixels (replicate borders) and horizontal flip;
+    clips [N, T, 3, H, W] move as a whole (every frame of a clip alike)."""
+    if images.ndim == 5:
+        return _shift(images.flatten(1, 2), generator).view_as(images)
     n, _, h, w = images.shape
     padded = F.pad(images, (SHIFT_PAD,) * 4, mode="replicate")
     dy, dx = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
@@ -123,15 +132,18 @@ def train_attacker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs
 
 @torch.no_grad()
 def video_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int,
-                        device: torch.device = CPU, groups: Sequence[int] | None = None) -> torch.Tensor:
-    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S], direct for
-    [N, E]; inside each label group of ``groups`` (None = one softmax over all outputs)."""
+                        device: torch.device = CPU, groups: Sequence[int] | None = None,
+                        per_frame: bool | None = None) -> torch.Tensor:
+    """Softmax per video (on the CPU): averaged over the T frames for [N, T, 3, S, S] and a frame
+    attacker (``per_frame``; None = whenever x is 5-D), direct for a video attacker or [N, E]
+    features; inside each label group of ``groups`` (None = one softmax over all outputs)."""
+    per_frame = x.ndim == 5 if per_frame is None else per_frame
     softmax = (lambda z: z.softmax(-1)) if groups is None else (lambda z: group_softmax(z, groups))
     model.eval()
     probs = []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size].to(device)
-        if chunk.ndim == 5:
+        if per_frame:
             b, t = chunk.shape[:2]
             p = softmax(model(chunk.flatten(0, 1))).unflatten(0, (b, t)).mean(1)  # [B, C]
         else:

@@ -328,3 +328,43 @@ def test_pku_attribute_attack_splits_by_setup_and_reports_cmap(tmp_path):
     assert result["cmap_chance"] == pytest.approx(100 * 5 / 12)
     assert privacy_attack.main(["--output", str(tmp_path / "ntu"), "--label", "gender",
                                 "--opts", *_opts(tmp_path / "data")]) == 2
+
+
+@pytest.mark.parametrize("name", ["temporal", "r3d_18", "r2plus1d_18"])
+def test_video_attackers_take_whole_clips(name):
+    model = build_attacker(name, 3, image_size=16, in_features=0, num_frames=4)
+    clips = torch.randn(2, 4, 3, 16, 16)
+    assert model(clips).shape == (2, 3)
+    # the clip is one sample: shuffling its frames changes what a video attacker sees
+    with torch.no_grad():
+        assert not torch.allclose(model(clips), model(clips[:, [3, 2, 1, 0]]), atol=1e-5)
+    probs = video_probabilities(model, clips, 2, per_frame=False)
+    torch.testing.assert_close(probs, model(clips).softmax(-1), atol=1e-5, rtol=1e-5)
+
+
+def test_only_a_video_attacker_can_tell_the_direction_of_motion():
+    """A square moving right or left: per frame both directions show the same frames, so any frame
+    attacker (softmax averaged over T) gives both the same probabilities, while a video attacker's
+    output depends on the order of the frames."""
+    base = torch.zeros(3, 4, 3, 8, 8)
+    for i in range(3):
+        for j in range(4):
+            base[i, j, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = 1.0
+    backwards = base.flip(1)
+    frame = build_attacker("resnet18", 2, image_size=8, in_features=0)
+    torch.testing.assert_close(video_probabilities(frame, base, 8), video_probabilities(frame, backwards, 8))
+    for name in ("temporal", "r3d_18"):
+        video = build_attacker(name, 2, image_size=8, in_features=0, num_frames=4).eval()
+        forward_p = video_probabilities(video, base, 8, per_frame=False)
+        assert (forward_p - video_probabilities(video, backwards, 8, per_frame=False)).abs().max() > 1e-4, name
+
+
+def test_end_to_end_video_attacker_on_the_split(tmp_path):
+    _write_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    assert privacy_attack.main(["--output", str(out), "--epochs", "1", "--attacker", "r3d_18", "--batch-size", "4",
+                                "--opts", *_opts(tmp_path / "data")]) == 0
+    result = json.loads((out / "privacy.json").read_text())
+    # the video split: one sample per video in each half, the same people in both
+    assert result["attacker"] == "r3d_18" and result["videos"] == result["train_videos"] == 12
+    assert 0 <= result["id_acc1"] <= 100

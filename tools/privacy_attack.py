@@ -14,10 +14,11 @@ one attribute, or ``attributes``: the five attributes of P3AR-PKU at once, one s
 
 The views come from the shared data path (:func:`datasets.build_datasets`: source, film,
 restoration, test item builder), reused over the attacker's split with one view per video (the
-segment centres, the centre crop). Frame and plane attackers are timm image models trained on
-single frames from scratch (or from a local ``--weights`` file); a test video is classified by the
-softmax averaged over its T frames. Feature attackers are linear and MLP probes on the
-standardised video features.
+segment centres, the centre crop). Frame attackers on frames and planes are timm image models
+trained on single frames from scratch (or from a local ``--weights`` file); a test video is
+classified by the softmax averaged over its T frames (the BDQ protocol). Video attackers
+(``temporal``, ``r3d_18``, ``r2plus1d_18``: STPrivacy's protocol) train and test on whole clips.
+Feature attackers are linear and MLP probes on the standardised video features.
 
 Split rule (docs/privacy.md): inside every identity, NTU videos of odd replication (R001, R003,
 ...) train the attacker and videos of even replication test it; P3AR-PKU videos of setup 1 train
@@ -52,7 +53,7 @@ from datasets.pku import PKU_ATTRIBUTES
 from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
 from models import FrameRequest, build_input_encoder, build_model
 from models.encoders import RGBEncoder
-from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, AttackError, Split, attribute_report, attribute_summary,
+from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, VIDEO_ATTACKERS, AttackError, Split, attribute_report, attribute_summary,
                      build_attacker, group_slices, split_for_attacker, topk_accuracy, train_attacker,
                      video_probabilities)
 from trainers.checkpoint import load_checkpoint
@@ -250,8 +251,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", choices=TARGETS, default="frames")
     parser.add_argument("--label", choices=LABELS, default="identity",
                         help="what the attacker learns (P3AR-PKU: an attribute, or all five: attributes)")
-    parser.add_argument("--attacker", choices=tuple(FRAME_ATTACKERS) + FEATURE_ATTACKERS, default=None,
-                        help="default: resnet18 for frames/planes, mlp for features")
+    parser.add_argument("--attacker", choices=tuple(FRAME_ATTACKERS) + VIDEO_ATTACKERS + FEATURE_ATTACKERS,
+                        default=None, help="frame attackers (softmax averaged over T): resnet18 (default for "
+                        "frames/planes), resnet50, vit_small; video attackers on the whole clip: temporal, "
+                        "r3d_18, r2plus1d_18; feature probes: mlp (default for features), linear")
     parser.add_argument("--weights", default="", help="local weights file of an image attacker")
     parser.add_argument("--restore", choices=RESTORE_METHODS, default="none",
                         help="deconvolve the frames with the film PSF first (reconstruction attack)")
@@ -276,7 +279,7 @@ def _check_args(args: argparse.Namespace, dataset: str) -> None:
         args.attacker = "mlp" if args.target == "features" else "resnet18"
     if (args.target == "features") != (args.attacker in FEATURE_ATTACKERS):
         raise AttackError(f"--attacker {args.attacker} does not fit --target {args.target}: use "
-                          f"{'linear or mlp' if args.target == 'features' else 'resnet18, resnet50 or vit_small'}")
+                          f"{'linear or mlp' if args.target == 'features' else 'a frame or video attacker'}")
     if args.restore != "none" and args.target == "features":
         raise AttackError("--restore applies to frames and planes, not to --target features")
     if args.epochs is None:
@@ -323,20 +326,24 @@ def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(cfg.SEED)
     if device.type == "cpu":
         keep_freed_memory()
+    video = args.attacker in VIDEO_ATTACKERS
     model = build_attacker(args.attacker, sum(groups), cfg.DATA.INPUT_SIZE, x_train.shape[-1],
-                           args.weights).to(device)
+                           args.weights, num_frames=x_train.shape[1] if x_train.ndim == 5 else 1).to(device)
     if args.target == "features":
         mean, std = x_train.mean(0), x_train.std(0) + STD_EPS
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
         train_x, train_y = x_train, y_train
         batch = len(x_train)
+    elif video:  # whole clips
+        train_x, train_y, batch = x_train, y_train, args.batch_size
     else:
         t = x_train.shape[1]
         train_x, train_y = x_train.flatten(0, 1), y_train.repeat_interleave(t, dim=0)  # single frames
         batch = args.batch_size
     train_attacker(model, train_x, train_y, epochs=args.epochs, lr=args.lr, batch_size=batch,
                    seed=cfg.SEED, augment=args.target != "features", device=device, groups=groups)
-    probs = video_probabilities(model, x_test, args.batch_size, device, groups=groups)
+    probs = video_probabilities(model, x_test, args.batch_size, device, groups=groups,
+                                per_frame=args.target != "features" and not video)
     metrics = {
         **label_metrics(probs, y_test, label_of),
         "label": args.label,
