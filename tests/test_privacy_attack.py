@@ -165,11 +165,11 @@ def test_bdq_planes_use_the_checkpoint_encoder(tmp_path):
     cfg = load_config(None, _opts(tmp_path) + ["MODEL.ENCODER", "bdq"])
     trained = BDQEncoder(sigma=2.5)
     state = {f"input_encoder.{k}": v for k, v in trained.state_dict().items()}
-    encoder = privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
+    encoder = privacy_attack.planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
     assert encoder.sigma.item() == 2.5 and torch.equal(encoder.bins, trained.bins)
-    assert privacy_attack._planes_view(cfg, None, "").sigma.item() == BDQEncoder().sigma.item()
+    assert privacy_attack.planes_view(cfg, None, "").sigma.item() == BDQEncoder().sigma.item()
     with pytest.raises(AttackError, match="do not fit MODEL.ENCODER bdq"):
-        privacy_attack._planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
+        privacy_attack.planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
 
 
 def test_features_are_the_frozen_models_encode_video(tmp_path):
@@ -368,3 +368,14 @@ def test_end_to_end_video_attacker_on_the_split(tmp_path):
     # the video split: one sample per video in each half, the same people in both
     assert result["attacker"] == "r3d_18" and result["videos"] == result["train_videos"] == 12
     assert 0 <= result["id_acc1"] <= 100
+
+
+def test_read_views_counts_videos_not_batches(tmp_path, caplog):
+    _write_dataset(tmp_path / "data")
+    cfg = load_config(None, _opts(tmp_path / "data"))
+    splits = build_datasets(cfg, request=RGBEncoder.request)
+    dataset = attacker_dataset(splits.val, splits.train.names)
+    with caplog.at_level("WARNING"):
+        x, y = privacy_attack.read_views(dataset, RGBEncoder(), {"identity": {0: 0, 1: 1, 2: 2}}, batch_size=5,
+                                         num_workers=0, device=CPU)
+    assert len(x) == len(y) == len(dataset) == 12 and "unreadable" not in caplog.text

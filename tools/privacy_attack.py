@@ -109,7 +109,7 @@ def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
                        skip_bad=base.skip_bad)
 
 
-def _planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:
+def planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:
     """The configured input encoder, with its learned parameters from ``checkpoint`` when given."""
     encoder = build_input_encoder(cfg)
     if checkpoint is not None:
@@ -181,8 +181,9 @@ def read_views(dataset: ClipDataset, view: View, label_of: dict[str, dict[int, i
         frames = to_device(batch, device)["frames"][:, 0]  # the one view: [B, T, F, C, S, S]
         xs.append(view(frames).float().cpu())
         ys.append(torch.stack([batch[head].apply_(compact.__getitem__) for head, compact in label_of.items()], 1))
-    if len(ys) < len(dataset):
-        logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - len(ys), len(dataset))
+    read = sum(len(y) for y in ys)
+    if read < len(dataset):
+        logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - read, len(dataset))
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -221,7 +222,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
     # the CPU crop: film and restoration work on the decoded RGB frames
     splits = build_datasets(cfg, request=request, restoration=restoration, crop_on_device=False)
     if args.target == "planes":
-        view = _planes_view(cfg, checkpoint, args.resume).to(device).eval()
+        view = planes_view(cfg, checkpoint, args.resume).to(device).eval()
     elif args.target == "features":
         view = _feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
     split = split_for_attacker(splits.train.names + splits.val.names, args.max_videos)
