@@ -20,8 +20,9 @@ frames need their neighbours for the flow, which only the source has, so SPP is 
 not an input encoder. Determinism: the sample's generator draws one noise seed in
 :meth:`~datasets.dataset.ClipDataset.wrap`; everything else is a function of the frames.
 
-Cost: ViT-S/8 at stride 4 (the release) takes about 3 s per 224 px frame on one CPU core, ViT-S/8
-at stride 8 about 0.5 s, ViT-S/16 about 0.1 s; the flow is small beside it.
+Cost per 224 px frame on one core of the shared 2-core CPU (docs/privacy.md): ViT-S/8 at stride 4
+(the release) 3 to 7 s, ViT-S/8 at stride 8 0.5 to 0.8 s, ViT-S/16 0.1 to 0.2 s; Farneback 0.03 s
+at 224 px but 2.6 s at 1080p (store frames near the input size).
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ exists offline): template matching selects the template's region, the noise foll
 unmasked pixels stay, the draws are the sample's, and the config, tools and attacks reach it."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from datasets.loader import build_datasets
 from datasets.motion_noise import backward_flow, continuous_noise, first_frame_noise, noise_images
 from datasets.spp import SelectiveObfuscation, SPPClip, blend_frames
 from models.dino import DinoFeatures, load_dino_weights, load_templates, region_template
-from tools import make_spp_template, show_spp
+from tools import make_spp_template, privacy_attack, show_spp, tradeoff
+from utils.config import load_config
 from utils.errors import UserError
 
 ARCH = "vit_small_patch16_224.dino"  # the smallest DINO grid: fast on the CPU
@@ -268,9 +270,7 @@ def test_the_config_builds_the_wrapper_for_training_and_the_attacks(tmp_path, fr
     assert torch.equal(item, splits.val[0]["frames"])  # deterministic test items
     assert (item != plain.val[0]["frames"]).float().mean() > 0.5  # threshold 0 hides every pixel
     assert not torch.equal(splits.train[(0, 0)]["frames"], splits.train[(0, 1)]["frames"])  # new noise per epoch
-    from tools.privacy_attack import attacker_dataset
-
-    assert attacker_dataset(splits.val, splits.val.names[:2]).spp is splits.val.spp
+    assert privacy_attack.attacker_dataset(splits.val, splits.val.names[:2]).spp is splits.val.spp
     with pytest.raises(UserError, match="SPP.WEIGHTS"):
         build_datasets(make.tiny_config(frames_root, "SPP.ENABLED", "True", "SPP.TEMPLATES", str(templates)))
     with pytest.raises(UserError, match="SPP.TEMPLATES"):
@@ -293,3 +293,66 @@ def test_show_spp_draws_frames_similarity_mask_and_obfuscated_frames(tmp_path, f
     no_weights = [v for i, v in enumerate(opts) if "SPP.WEIGHTS" not in opts[max(i - 1, 0):i + 1]]
     assert show_spp.main(["--out", str(out), "--opts", *no_weights]) == 2  # one line, exit 2
     assert "SPP.WEIGHTS" in capsys.readouterr().err
+
+
+def test_the_frame_attack_reads_spp_frames(tmp_path, weights):
+    """privacy_attack --target frames reads the obfuscated frames (odd/even replications of three
+    performers, as the attacker split needs)."""
+    root = tmp_path / "data"
+    for p in (1, 2, 3):
+        for r in (1, 2):
+            for setup in (1, 2):  # xset: setup 2 trains the action model, setup 1 validates it
+                rng = np.random.default_rng(100 * p + 10 * r + setup)
+                frames = np.clip(rng.normal(60 * p, 20, (6, 16, 16, 3)), 0, 255).astype(np.uint8)
+                folder = root / f"S{setup:03d}C001P{p:03d}R{r:03d}A001"
+                folder.mkdir(parents=True)
+                for t, frame in enumerate(frames):
+                    cv2.imwrite(str(folder / f"{t:05d}.jpg"), frame)
+    templates = _template_file(tmp_path, weights)
+    opts = ["DATA.ROOT", str(root), "DATA.SYNTHETIC.ENABLED", "False", "DATA.INPUT_SIZE", "16", "DATA.NUM_FRAMES", "3",
+            "DATA.NUM_WORKERS", "0"]
+    spp_opts = ["SPP.ENABLED", "True", "SPP.WEIGHTS", str(weights), "SPP.TEMPLATES", str(templates),
+                "SPP.THRESHOLD", "0.0", *SPP_OPTS]
+    args = privacy_attack.parse_args(["--output", "unused", "--batch-size", "4"])
+    plain = privacy_attack.build_views(load_config(None, opts), args, torch.device("cpu"))
+    hidden = privacy_attack.build_views(load_config(None, opts + spp_opts), args, torch.device("cpu"))
+    assert plain[2].shape == hidden[2].shape == (6, 3, 3, 16, 16) and torch.equal(plain[3], hidden[3])
+    assert (plain[2] != hidden[2]).float().mean() > 0.5  # threshold 0: the attacker sees noise only
+
+
+def test_tradeoff_adds_spp_cells(tmp_path, monkeypatch, weights):
+    trained = []
+
+    def train(config, run_dir, opts):
+        trained.append(opts)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"acc1": 50.0, "id_acc1": 40.0}))
+        return True
+
+    def attack(argv):
+        out = Path(argv[argv.index("--output") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "privacy.json").write_text(json.dumps({"id_acc1": 30.0, "id_acc5": 90.0, "chance": 10.0}))
+        return 0
+
+    monkeypatch.setattr(tradeoff, "train_cell", train)
+    monkeypatch.setattr(privacy_attack, "main", attack)
+    argv = ["--output", str(tmp_path), "--levels", "0", "--encoders", "ifns", "--spp-encoders", "rgb"]
+    assert tradeoff.main(argv) == 2  # no weights and templates for the SPP cells: one line
+    assert tradeoff.main(argv + ["--opts", "SPP.WEIGHTS", str(weights), "SPP.TEMPLATES", "t.pt"]) == 0
+    rows = (tmp_path / "tradeoff.md").read_text()
+    assert "| spp+rgb | 0 | none | 50.0 |" in rows and "| ifns | 0 | none | 50.0 |" in rows
+    assert ["SPP.ENABLED", "True"] == trained[1][4:6] and "SPP.ENABLED" not in trained[0]
+    assert (tmp_path / "spp_rgb_l0" / "attack_planes" / "privacy.json").is_file()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_vit_on_the_gpu_gives_the_cpu_saliency(features):
+    box = (32, 16, 80, 64)
+    frames = np.stack([_patterned_frame(SIDE, SIDE, box, seed=s) for s in (1, 2)])
+    template = region_template(features(torch.from_numpy(frames[0]).permute(2, 0, 1)[None])[0], box, (SIDE, SIDE))
+    cpu = SelectiveObfuscation(features, template[None], threshold=THRESHOLD).saliency(frames)
+    gpu = SelectiveObfuscation(copy.deepcopy(features), template[None], threshold=THRESHOLD, device="cuda")
+    np.testing.assert_allclose(gpu.saliency(frames), cpu, atol=1e-3)
+    assert gpu.features.mean.is_cuda
