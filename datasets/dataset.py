@@ -1,5 +1,5 @@
 """The clip dataset, built from parts: a source (opener), the temporal sampler, the source
-wrappers (film simulation, restoration) and the item builder.
+wrappers (film simulation, Selective Privacy Preservation, restoration) and the item builder.
 
 Every random draw of a sample (frames, film noise, crop, flip, jitter, gray-scale) comes from a
 generator seeded with (seed, epoch, index), so a sample is the same whatever the worker, the
@@ -19,6 +19,7 @@ from datasets.items import Fields, ItemBuilder
 from datasets.names import parse_name
 from datasets.readers import Clip, DataError, PrecomputedClip
 from datasets.sampling import FrameSampler
+from datasets.spp import SelectiveObfuscation, SPPClip
 from datasets.wrappers import FilmClip, RestoredClip
 from utils.errors import UserError
 
@@ -70,15 +71,16 @@ class ClipDataset(Dataset):
         lps_level: on-the-fly privacy-camera simulation level (0 = off).
         lps_device: the simulated camera: film | lensless | coded_aperture.
         restoration: reconstruct the (degraded) frames first, or None.
+        spp: Selective Privacy Preservation of the (filmed) frames before any restoration, or None.
         skip_bad: skip unreadable samples (train: the next sample replaces it; test: the item
             is None and the collate drops it) instead of raising.
     """
 
     def __init__(self, *, names: list[str], opener: ClipOpener, sampler: FrameSampler, builder: ItemBuilder,
                  seed: int, lps_level: int = 0, lps_device: str = "film", restoration: Restoration | None = None,
-                 skip_bad: bool = False) -> None:
-        if (lps_level or restoration) and builder.request.planes:
-            raise UserError("LPS.LEVEL and restoration need RGB frames, but the precomputed layout "
+                 skip_bad: bool = False, spp: SelectiveObfuscation | None = None) -> None:
+        if (lps_level or restoration or spp) and builder.request.planes:
+            raise UserError("LPS.LEVEL, SPP and restoration need RGB frames, but the precomputed layout "
                             "holds IFNS planes: set LPS.LEVEL 0 or use a layout with frames")
         self.names = list(names)
         parsed = [parse_name(n) for n in self.names]
@@ -92,6 +94,7 @@ class ClipDataset(Dataset):
         self.lps_level = lps_level
         self.lps_device = lps_device
         self.restoration = restoration
+        self.spp = spp
         self.skip_bad = skip_bad
 
     @property
@@ -143,11 +146,13 @@ class ClipDataset(Dataset):
                         "check the data folder")
 
     def wrap(self, clip: Clip | PrecomputedClip, rng: np.random.Generator | None) -> Clip | PrecomputedClip:
-        """An opened sample wrapped in the film simulation and the restoration (when set); the
-        film's noise seed is drawn from the sample's generator."""
+        """An opened sample wrapped in the film simulation, SPP and the restoration (when set); the
+        film's and SPP's noise seeds are drawn from the sample's generator."""
         if self.lps_level:
             generator = torch.Generator().manual_seed(int(rng.integers(2 ** SEED_BITS)))
             clip = FilmClip(clip, self.lps_level, generator, self.lps_device)
+        if self.spp is not None:
+            clip = SPPClip(clip, self.spp, int(rng.integers(2 ** SEED_BITS)))
         if self.restoration is not None:
             r = self.restoration
             clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations)
@@ -159,8 +164,8 @@ class ClipDataset(Dataset):
         Raises:
             DataError: a missing or corrupt file of the sample.
         """
-        # a test item draws nothing unless the film is simulated: its generator is not even made
-        rng = sample_rng(self.seed, epoch, index) if self.train or self.lps_level else None
+        # a test item draws nothing unless film or SPP noise is made: its generator is not even made
+        rng = sample_rng(self.seed, epoch, index) if self.train or self.lps_level or self.spp else None
         clip = self.opener(self.names[index])
         indices = self.sampler(clip.num_frames, rng)  # [C, T]
         return self.builder(self.wrap(clip, rng), indices, rng, self.names[index])

@@ -27,6 +27,7 @@ from datasets.names import is_sample_name, load_class_names, parse_name, split_n
 from datasets.packed import PackedClip, PackedStore
 from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
 from datasets.sampling import FrameSampler
+from datasets.spp import build_spp
 from models import FrameRequest, build_input_encoder
 from utils.paths import resolve_path
 from utils.errors import UserError
@@ -236,8 +237,8 @@ def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoratio
         raise UserError(f"data folder {root} not found; check DATA.ROOT and DATA.LAYOUT")
     store = PackedStore(root) if data.LAYOUT == "packed" else None
     if store is not None:
-        if cfg.LPS.LEVEL > 0 or restoration is not None or not request.gray:
-            raise UserError("a packed store holds gray frames, but LPS.LEVEL > 0, a restoration or "
+        if cfg.LPS.LEVEL > 0 or cfg.SPP.ENABLED or restoration is not None or not request.gray:
+            raise UserError("a packed store holds gray frames, but LPS.LEVEL > 0, SPP.ENABLED, a restoration or "
                             f"MODEL.ENCODER {cfg.MODEL.ENCODER} needs RGB frames; use DATA.LAYOUT "
                             "video or frames")
         paths = {parse_name(name).name: root / name for name in store.samples}
@@ -261,8 +262,8 @@ def build_datasets(cfg: CfgNode, request: FrameRequest | None = None, restoratio
                                 crop_on_device=crop_on_device)
     val_builder = ItemBuilder(request, data.INPUT_SIZE, train=False, num_crop=cfg.TEST.NUM_CROP,
                               crop_on_device=crop_on_device)
-    common = dict(opener=opener, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, lps_device=cfg.LPS.DEVICE, restoration=restoration,
-                  skip_bad=data.SKIP_BAD)
+    common = dict(opener=opener, seed=cfg.SEED, lps_level=cfg.LPS.LEVEL, lps_device=cfg.LPS.DEVICE,
+                  restoration=restoration, skip_bad=data.SKIP_BAD, spp=build_spp(cfg))
     train = ClipDataset(names=train_names, sampler=FrameSampler(data.NUM_FRAMES, train=True),
                         builder=train_builder, **common)
     val = ClipDataset(names=val_names, sampler=FrameSampler(data.NUM_FRAMES, train=False, num_clip=cfg.TEST.NUM_CLIP),

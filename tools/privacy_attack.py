@@ -5,7 +5,7 @@ The adversary gets one of three things and trains a NEW classifier of ``--label`
 one attribute, or ``attributes``: the five attributes of P3AR-PKU at once, one softmax each):
 
 - ``--target frames``: the degraded frames the sealed camera records (the data copy the config
-  reads, plus ``LPS.LEVEL`` on-the-fly film): frame t of the RGB request, CLIP-normalised;
+  reads, plus ``LPS.LEVEL`` on-the-fly film and ``SPP.ENABLED`` obfuscation): frame t of the RGB request, CLIP-normalised;
   optionally restored first with the known film PSF (``--restore wiener|richardson_lucy``).
 - ``--target planes``: the model input: the configured input encoder (``MODEL.ENCODER``) on its
   own items, on every layout it reads (packed and precomputed too); BDQ's learned blur and bins
@@ -93,7 +93,7 @@ def film_level(cfg: CfgNode, override: int | None) -> int:
 
 
 def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
-    """``base``'s source, film, restoration and test items over ``names``, one view per video.
+    """``base``'s source, film, SPP, restoration and test items over ``names``, one view per video.
 
     Args:
         base: a test dataset of :func:`datasets.build_datasets` (deterministic sampler and crop).
@@ -106,7 +106,7 @@ def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
     return ClipDataset(names=names, opener=base.opener, sampler=replace(base.sampler, num_clip=1),
                        builder=replace(base.builder, num_crop=1), seed=base.seed,
                        lps_level=base.lps_level, lps_device=base.lps_device, restoration=base.restoration,
-                       skip_bad=base.skip_bad)
+                       skip_bad=base.skip_bad, spp=base.spp)
 
 
 def planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:

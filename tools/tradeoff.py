@@ -9,7 +9,10 @@ For each cell (encoder E, film level L) of the grid the tool
    the model sees (the IFNS planes, or the baseline encoder's output with its learned parameters);
 
 and, once per level, attacks the camera's frames themselves (``--target frames``) without and
-with deconvolution (``--restore wiener``; the film is known). It writes ``tradeoff.csv``,
+with deconvolution (``--restore wiener``; the film is known). ``--spp-encoders rgb,...`` adds
+cells trained and attacked on Selective Privacy Preservation frames (``SPP.ENABLED``, rows
+``spp+<encoder>``; pass the DINO weights and templates with ``--opts SPP.WEIGHTS F SPP.TEMPLATES T``).
+It writes ``tradeoff.csv``,
 ``tradeoff.md`` and ``tradeoff.png`` (action top-1 against attacker identity top-1; the ideal
 corner is high action accuracy at chance identity accuracy). Finished runs are reused (a cell
 whose ``metrics.json`` / ``privacy.json`` exists is not run again); ``--collect`` only gathers.
@@ -44,6 +47,7 @@ QUICK_ATTACK_VIDEOS = 20  # --quick: attacker videos per identity in each half
 QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "1000", "EVAL_FREQ", "1000")
 FRAME_ATTACKER = "resnet18"
 FRAMES_ROW = "camera frames"  # the encoder column of the frame attacks
+SPP_PREFIX = "spp+"  # the encoder column of the cells on Selective Privacy Preservation frames
 PLOT_DPI = 150
 FIGURE_SIZE = (6.5, 4.8)
 MARKERS = {0: "o", 1: "s", 2: "^", 3: "D"}
@@ -139,11 +143,13 @@ def run_grid(args: argparse.Namespace, output: Path) -> list[Row]:
         train_extra = ["TRAIN.EPOCHS", str(QUICK_TRAIN_EPOCHS), *QUICK_OPTS, *train_extra]
         attack_extra = ["--epochs", str(QUICK_ATTACK_EPOCHS), "--max-videos", str(QUICK_ATTACK_VIDEOS)]
     rows = []
+    cells = [(encoder, encoder, []) for encoder in args.encoders]
+    cells += [(SPP_PREFIX + encoder, encoder, ["SPP.ENABLED", "True"]) for encoder in args.spp_encoders]
     for level in args.levels:
-        for encoder in args.encoders:
-            run_dir = output / f"{encoder}_l{level}"
-            opts = ["MODEL.ENCODER", encoder, *level_opts(level), *train_extra]
-            row = Row(encoder=encoder, level=level, run=str(run_dir))
+        for name, encoder, cell_opts in cells:
+            run_dir = output / f"{name.replace(SPP_PREFIX, 'spp_')}_l{level}"
+            opts = ["MODEL.ENCODER", encoder, *level_opts(level), *cell_opts, *train_extra]
+            row = Row(encoder=name, level=level, run=str(run_dir))
             if not args.collect:
                 train_cell(args.config, run_dir, opts)
                 setup_logging(str(output))
@@ -256,6 +262,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
+    parser.add_argument("--spp-encoders", default="", help="encoders also trained on SPP frames (e.g. rgb)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS))
     parser.add_argument("--quick", action="store_true", help="few epochs: the synthetic grid in < 30 min on 2 cores")
@@ -263,6 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     args.encoders = _csv_list(args.encoders, str)
+    args.spp_encoders = _csv_list(args.spp_encoders, str)
     args.levels = _csv_list(args.levels, int)
     return args
 
@@ -273,13 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     setup_logging(str(output))
     try:
-        for encoder in args.encoders:
+        for encoder in args.encoders + args.spp_encoders:
             if encoder not in ENCODERS:
                 raise UserError(f"--encoders: {encoder!r} is not one of {', '.join(ENCODERS)}")
         for level in args.levels:
             if level not in LEVELS:
                 raise UserError(f"--levels: {level} is not one of {', '.join(map(str, LEVELS))}")
-        load_config(args.config, args.opts)  # fail early on a bad config or override
+        cfg = load_config(args.config, args.opts)  # fail early on a bad config or override
+        if args.spp_encoders and not (cfg.SPP.WEIGHTS and cfg.SPP.TEMPLATES) and not args.collect:
+            raise UserError("--spp-encoders needs the DINO weights and templates of every SPP cell: pass "
+                            "--opts SPP.WEIGHTS FILE.pth SPP.TEMPLATES FILE.pt")
         start = time.time()
         rows = run_grid(args, output)
     except UserError as exc:

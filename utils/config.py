@@ -16,14 +16,17 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from datasets.loader import LAYOUTS
+from datasets.motion_noise import NOISE_MODES
 from datasets.names import BENCHMARKS, DATASET_LABELS, DATASETS
 from datasets.optics import DEVICES
 from datasets.readers import VIDEO_BACKENDS
+from datasets.spp import BLENDS, DEVICES
 from datasets.synthetic import COPIES
 from datasets.transforms import TEST_CROPS
 from models import ENCODERS
 from models.attention import BACKENDS
 from models.clip import CLIP_SIZES, HEAD_WIDTH
+from models.dino import COMBINES, DINO_ARCHS, FACETS
 from models.mspnet import FREEZABLE
 from trainers.losses import PRIVACY_MODES
 from trainers.precision import PRECISION_DTYPES
@@ -99,6 +102,25 @@ _C.LPS.LEVEL = 0  # on-the-fly privacy-camera simulation applied by the loader (
 # DiffuserCam-like random diffuser) | coded_aperture (a random binary mask, transmittance 0.5);
 # for the two others LEVEL 1..3 sets the PSF's extent, 1/8, 1/4, 1/2 of the frame side
 _C.LPS.DEVICE = "film"
+
+# ----------------------------------------------------------------------------- selective privacy preservation
+# Ilic et al., CVPR 2024 (datasets/spp.py, docs/privacy.md): privacy templates matched on dense DINO
+# features select what to hide; motion-consistent noise replaces it (after LPS.LEVEL's film)
+_C.SPP = CN()
+_C.SPP.ENABLED = False  # obfuscate the source frames (train, test and the privacy attacks)
+_C.SPP.WEIGHTS = ""  # local DINO ViT weights of SPP.ARCH (nothing is downloaded), e.g. dino_deitsmall8_pretrain.pth
+_C.SPP.TEMPLATES = ""  # privacy templates: a saved tensor [D] or [K, D] (tools/make_spp_template.py)
+_C.SPP.ARCH = "vit_small_patch8_224.dino"  # timm DINO ViT: vit_{small,base}_patch{8,16}_224.dino (release: S/8)
+_C.SPP.STRIDE = 4  # patch stride in pixels, divides the patch (release: 4; the patch size is ~6x faster)
+_C.SPP.INPUT_SIZE = 224  # short side of the frames fed to the ViT, in pixels (release: 224)
+_C.SPP.LAYER = 11  # block whose facet gives the descriptors (0-based; release: 11, the last of S/B)
+_C.SPP.FACET = "key"  # descriptor: key (the paper) | query | value | token
+_C.SPP.COMBINE = "mean"  # saliency over templates: mean of the positive cosines (the paper) | max
+_C.SPP.BLEND = "hard"  # hard: hide saliency >= THRESHOLD | soft: lerp(frame, noise, saliency) (the release)
+_C.SPP.THRESHOLD = 0.5  # hard masks: saliency (0..1) from which a pixel is hidden (the paper sets none)
+_C.SPP.NOISE = "first_frame"  # first_frame (the release) | continuous (carried along the flow) | iid (ablation)
+_C.SPP.NOISE_COLOR = True  # independent noise per RGB channel (the release); False: gray noise
+_C.SPP.DEVICE = "cpu"  # where the ViT runs: cpu (in the loader workers) | cuda (needs DATA.NUM_WORKERS 0)
 
 # ----------------------------------------------------------------------------- model
 _C.MODEL = CN()
@@ -299,6 +321,8 @@ def _choices() -> dict[str, tuple]:
         "TRAIN.OPT_LEVEL": _OPT_LEVEL,
         "TRAIN.PRIVACY_LOSS": PRIVACY_MODES,
         "TEST.NUM_CROP": TEST_CROPS,
+        "SPP.ARCH": DINO_ARCHS, "SPP.FACET": FACETS, "SPP.COMBINE": COMBINES, "SPP.BLEND": BLENDS,
+        "SPP.NOISE": NOISE_MODES, "SPP.DEVICE": DEVICES,
     }
 
 
@@ -316,7 +340,7 @@ def _validate(cfg: CN) -> None:
     _validate_heads(cfg)
     positive = ("DATA.NUM_FRAMES", "DATA.FD_STRIDE", "DATA.INPUT_SIZE", "DATA.NUM_CLASSES", "TRAIN.BATCH_SIZE", "TRAIN.ACCUMULATION_STEPS",
                 "TEST.NUM_CLIP", "TEST.BATCH_SIZE", "SAVE_FREQ", "PRINT_FREQ", "EVAL_FREQ",
-                "TRAIN.ADV_STEPS")
+                "TRAIN.ADV_STEPS", "SPP.STRIDE", "SPP.INPUT_SIZE")
     for key in positive:
         if _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {_get(cfg, key)}")
@@ -338,6 +362,10 @@ def _validate(cfg: CN) -> None:
         raise ConfigError(f"DATA.SYNTHETIC.LPS_LEVEL must be 1, 2 or 3, got {cfg.DATA.SYNTHETIC.LPS_LEVEL}")
     if not 0 <= cfg.LPS.LEVEL <= 3:
         raise ConfigError(f"LPS.LEVEL must be 0 (off), 1, 2 or 3, got {cfg.LPS.LEVEL}")
+    if not 0 <= cfg.SPP.THRESHOLD <= 1:
+        raise ConfigError(f"SPP.THRESHOLD is a saliency, between 0 and 1, got {cfg.SPP.THRESHOLD}")
+    if cfg.SPP.ENABLED and cfg.SPP.DEVICE == "cuda" and cfg.DATA.NUM_WORKERS > 0:
+        raise ConfigError("SPP.DEVICE cuda runs the ViT in the main process: set DATA.NUM_WORKERS 0 (or SPP.DEVICE cpu)")
     if cfg.MODEL.ARCH == CUSTOM_ARCH:
         _validate_custom(cfg.MODEL.CUSTOM, cfg.DATA.INPUT_SIZE, HEAD_WIDTH)
     mean, std = cfg.DATA.PLANE_MEAN, cfg.DATA.PLANE_STD
