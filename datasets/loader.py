@@ -279,9 +279,31 @@ def collate_for(dataset: ClipDataset) -> ClipCollate:
 
 
 def worker_init(worker_id: int) -> None:
-    """Workers decode single-threaded (the sample's randomness does not depend on the worker)."""
-    cv2.setNumThreads(1)
+    """Workers decode single-threaded (the sample's randomness does not depend on the worker).
+    OpenCV is already single-threaded when the parent went through :func:`worker_options`;
+    reconfiguring the thread pool a worker inherited would wait forever on the condition variables
+    of the parent's pool threads, which the fork did not copy."""
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
     torch.set_num_threads(1)
+
+
+def worker_options(num_workers: int, persistent: bool = True) -> dict:
+    """The DataLoader arguments of ``num_workers`` single-threaded worker processes.
+
+    With workers, the calling process first makes OpenCV single-threaded: OpenCV's thread pool does
+    not survive a fork once it has run (a worker that touches the inherited pool hangs in
+    ``pthread_cond_destroy``; ``tests/test_loader.py`` reproduces it), and the decoding happens in
+    the workers anyway.
+
+    Args:
+        num_workers: worker processes (0 = load in the calling process).
+        persistent: keep the workers between epochs.
+    """
+    if num_workers > 0:
+        cv2.setNumThreads(1)
+    return dict(num_workers=num_workers, persistent_workers=persistent and num_workers > 0,
+                worker_init_fn=worker_init if num_workers > 0 else None)
 
 
 def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
@@ -303,9 +325,7 @@ def build_loaders(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Loaders:
         raise UserError(f"{len(splits.train)} training samples give {len(train_sampler)} per rank, "
                         f"fewer than TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE}; lower the batch size")
     workers = data.NUM_WORKERS
-    common = dict(num_workers=workers, persistent_workers=workers > 0,
-                  pin_memory=data.PIN_MEMORY and torch.cuda.is_available(),
-                  worker_init_fn=worker_init if workers > 0 else None)
+    common = dict(**worker_options(workers), pin_memory=data.PIN_MEMORY and torch.cuda.is_available())
     train = DataLoader(splits.train, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=train_sampler,
                        drop_last=True, collate_fn=collate_for(splits.train), **common)
     val = DataLoader(splits.val, batch_size=cfg.TEST.BATCH_SIZE, sampler=val_sampler,

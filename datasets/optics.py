@@ -33,7 +33,7 @@ import torch
 from datasets.lps import MAX_LEVEL, LPSFilm, expose, simulate_lps
 from utils.misc import PIXEL_MAX
 
-DEVICES = ("film", "lensless", "coded_aperture")  # LPS.DEVICE choices
+CAMERAS = ("film", "lensless", "coded_aperture")  # LPS.DEVICE choices
 SUPPORT_BY_LEVEL = {1: 0.125, 2: 0.25, 3: 0.5}  # PSF extent (fraction of the frame side) per level
 OPTICS_SEED = 20240  # the one diffuser / mask of each simulated device
 
@@ -128,9 +128,9 @@ class CodedAperture:
 
 
 def device_optics(device: str) -> Lensless | CodedAperture | LPSFilm:
-    """The fixed optics of ``device`` (:data:`DEVICES`)."""
-    if device not in DEVICES:
-        raise ValueError(f"LPS.DEVICE {device!r} is not one of {DEVICES}")
+    """The fixed optics of ``device`` (:data:`CAMERAS`)."""
+    if device not in CAMERAS:
+        raise ValueError(f"LPS.DEVICE {device!r} is not one of {CAMERAS}")
     return {"film": LPSFilm, "lensless": Lensless, "coded_aperture": CodedAperture}[device]()
 
 

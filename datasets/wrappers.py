@@ -55,7 +55,7 @@ class FilmClip(_RGBTransformClip):
         clip: the source clip (RGB frames).
         level: privacy level, 1 to 3.
         generator: the sample's sensor-noise generator (seeded from the sample's draws).
-        device: film | lensless | coded_aperture (:data:`datasets.optics.DEVICES`).
+        device: film | lensless | coded_aperture (:data:`datasets.optics.CAMERAS`).
     """
 
     def __init__(self, clip: Clip, level: int, generator: torch.Generator, device: str = "film") -> None:

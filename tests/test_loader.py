@@ -199,3 +199,25 @@ def test_packed_layout_equals_frames_layout(frames_root, tmp_path, make):
     assert packed.train.names == plain.train.names
     assert torch.equal(packed.train[(2, 3)]["frames"], plain.train[(2, 3)]["frames"])
     assert torch.equal(packed.val[1]["frames"], plain.val[1]["frames"])
+
+
+def test_workers_do_not_hang_after_the_parent_used_opencv_threads():
+    """OpenCV's thread pool does not survive a fork once it has run and gone idle: a worker that
+    reconfigured the inherited pool hung forever (seen when a test using OpenCV in the main process
+    ran before a loader test). worker_options makes the parent single-threaded before forking."""
+    import subprocess
+    import sys
+
+    script = (
+        "import time, cv2, numpy as np\n"
+        "from torch.utils.data import DataLoader\n"
+        "from datasets.loader import worker_options\n"
+        "cv2.setNumThreads(2)\n"
+        "image = np.random.rand(1500, 1500).astype(np.float32)\n"
+        "for _ in range(10):\n"
+        "    cv2.GaussianBlur(image, (15, 15), 3)\n"
+        "time.sleep(2)  # the pool threads go to sleep on their condition variables\n"
+        "print(sum(len(b) for b in DataLoader(list(range(8)), batch_size=2, **worker_options(2, persistent=False))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "8", result.stderr[-2000:]

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from datasets.lps import MAX_LEVEL
-from datasets.optics import DEVICES, simulate_device
+from datasets.optics import CAMERAS, simulate_device
 from utils.errors import USER_ERROR_EXIT_CODE, UserError
 
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # suffix -> fourcc written
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, required=True, help="destination (mirrors the input)")
     parser.add_argument("--level", type=int, required=True, choices=range(1, MAX_LEVEL + 1),
                         help="film layers (other devices: the PSF's extent, 1/8, 1/4, 1/2 of the frame side)")
-    parser.add_argument("--device", choices=DEVICES, default="film", help="the simulated privacy camera")
+    parser.add_argument("--device", choices=CAMERAS, default="film", help="the simulated privacy camera")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sensor noise")
     return parser.parse_args(argv)
 

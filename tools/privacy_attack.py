@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader
 from yacs.config import CfgNode
 
 from datasets import ClipDataset, Restoration, build_datasets, collate_for, to_device
-from datasets.loader import RGB_LAYOUTS
+from datasets.loader import RGB_LAYOUTS, worker_options
 from datasets.names import DATASET_LABELS, parse_name
 from datasets.pku import PKU_ATTRIBUTES
 from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
@@ -172,8 +172,8 @@ def read_views(dataset: ClipDataset, view: View, label_of: dict[str, dict[int, i
         ``(x, y)``: float32 x [N, T, 3, S, S] or [N, E] on the CPU, int64 labels y [N, G], one
         column per label (videos skipped as unreadable under ``DATA.SKIP_BAD`` are left out).
     """
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=collate_for(dataset))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_for(dataset),
+                        **worker_options(num_workers, persistent=False))
     xs, ys = [], []
     for batch in loader:
         if not len(batch["index"]):  # every video of the batch was unreadable

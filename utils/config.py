@@ -18,7 +18,7 @@ from yacs.config import CfgNode as CN
 from datasets.loader import LAYOUTS
 from datasets.motion_noise import NOISE_MODES
 from datasets.names import BENCHMARKS, DATASET_LABELS, DATASETS
-from datasets.optics import DEVICES
+from datasets.optics import CAMERAS
 from datasets.readers import VIDEO_BACKENDS
 from datasets.spp import BLENDS, DEVICES
 from datasets.synthetic import COPIES
@@ -313,7 +313,7 @@ def _choices() -> dict[str, tuple]:
         "DATA.LAYOUT": LAYOUTS,
         "DATA.VIDEO_BACKEND": VIDEO_BACKENDS,
         "DATA.SYNTHETIC.SOURCE": COPIES,
-        "LPS.DEVICE": DEVICES,
+        "LPS.DEVICE": CAMERAS,
         "MODEL.ARCH": tuple(CLIP_SIZES) + (CUSTOM_ARCH,),
         "MODEL.ENCODER": ENCODERS,
         "MODEL.ATTN_BACKEND": BACKENDS,

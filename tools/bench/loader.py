@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import TrainSampler, collate_for
-from datasets.loader import worker_init
+from datasets.loader import worker_options
 from tools.bench.common import bench_config
 from tools.bench.layouts import layout_splits, write_packed
 from utils.config import load_config
@@ -44,10 +44,9 @@ def loader_clips_per_s(cfg, workers: int, batches: int, batch_size: int) -> dict
         packed = layout_splits(bench_config(cfg), write_packed(source, Path(tmp) / "packed", cfg.DATA.INPUT_SIZE))
         dataset = packed.train
         sampler = TrainSampler(len(dataset), seed=cfg.SEED)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                            collate_fn=collate_for(dataset), persistent_workers=workers > 0,
-                            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init if workers else None,
-                            drop_last=True)  # as the training loader
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_for(dataset),
+                            pin_memory=torch.cuda.is_available(), drop_last=True,  # as the training loader
+                            **worker_options(workers))
 
         def endless():
             for epoch in itertools.count():
