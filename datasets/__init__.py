@@ -7,8 +7,9 @@ from datasets.loader import (DataSplits, EvalSampler, Loaders, TrainSampler, bui
                              collate_for)
 from datasets.mixup import Mixup, build_mixup
 from datasets.ntu import NtuName, load_class_names, parse_name, split_names
-from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.readers import DataError, FrameFolderClip, PrecomputedClip
 from datasets.sampling import FrameSampler
+from datasets.video import VideoClip
 
 __all__ = [
     "ClipCollate", "ClipDataset", "DataError", "DataSplits", "EvalSampler", "FrameFolderClip",

@@ -17,7 +17,7 @@ from yacs.config import CfgNode as CN
 
 from datasets.loader import LAYOUTS
 from datasets.ntu import BENCHMARKS, DATASETS
-from datasets.readers import VIDEO_BACKENDS
+from datasets.video import VIDEO_BACKENDS
 from datasets.synthetic import COPIES
 from datasets.transforms import TEST_CROPS
 from models import ENCODERS
