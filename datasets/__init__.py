@@ -9,8 +9,9 @@ from datasets.mixup import Mixup, build_mixup
 from datasets.names import load_class_names, parse_name, split_names
 from datasets.ntu import NtuName
 from datasets.pku import PkuName
-from datasets.readers import DataError, FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.readers import DataError, FrameFolderClip, PrecomputedClip
 from datasets.sampling import FrameSampler
+from datasets.video import VideoClip
 
 __all__ = [
     "ClipCollate", "ClipDataset", "DataError", "DataSplits", "EvalSampler", "FrameFolderClip",

@@ -25,9 +25,10 @@ from datasets.dataset import ClipCollate, ClipDataset, ClipOpener, Restoration
 from datasets.items import ItemBuilder
 from datasets.names import is_sample_name, load_class_names, parse_name, split_names
 from datasets.packed import PackedClip, PackedStore
-from datasets.readers import FrameFolderClip, LumaLevels, PrecomputedClip, VideoClip
+from datasets.readers import FrameFolderClip, PrecomputedClip
 from datasets.sampling import FrameSampler
 from datasets.spp import build_spp
+from datasets.video import LumaLevels, VideoClip
 from models import FrameRequest, build_input_encoder
 from utils.paths import resolve_path
 from utils.errors import UserError

@@ -137,3 +137,25 @@ def test_srun_ranks_and_master_from_the_slurm_environment(monkeypatch):
     assert calls == [(("gloo",), {"rank": 5, "world_size": 8})]
     for nodelist, host in (("node1", "node1"), ("a1,b2", "a1"), ("n[007]", "n007"), ("x-y[10-12]", "x-y10")):
         assert distributed.first_slurm_host(nodelist) == host
+
+
+def test_ddp_wrap_uses_static_graph_only_without_accumulation_or_compile(recwarn):
+    """torch 2.14's reducer asserts when the first backward of a static graph runs under no_sync()
+    (accumulation), measured with 2 gloo ranks; _wrap keeps static_graph to plain runs."""
+    import torch.distributed as dist
+
+    from fakes import FakeModel, make_trainer
+    from trainers.distributed import DistInfo
+    from trainers.run import _wrap
+    from utils.config import load_config
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        for accumulation, expected in ((1, True), (2, False)):
+            trainer = make_trainer(FakeModel(), accumulation=accumulation, steps=1)
+            cfg = load_config(opts=["TRAIN.ACCUMULATION_STEPS", str(accumulation)])
+            _wrap(trainer, cfg, DistInfo(distributed=True))
+            assert trainer.model.static_graph is expected and trainer.model.gradient_as_bucket_view
+    finally:
+        dist.destroy_process_group()
+    assert not [w for w in recwarn if "broadcast_buffers" in str(w.message)]  # no warning on every rank

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.readers import (GRAY_LEVELS, LIMITED_LEVELS, DataError, FrameFolderClip, LumaLevels,
-                              PrecomputedClip, VideoClip, calibrate_luma, levels_table, to_gray)
+from datasets.readers import GRAY_LEVELS, DataError, FrameFolderClip, PrecomputedClip, to_gray
+from datasets.video import LIMITED_LEVELS, LumaLevels, VideoClip, calibrate_luma, levels_table
 
 
 def _opencv_sequential(path) -> np.ndarray:
@@ -173,10 +173,10 @@ def test_luma_backend_reads_other_pixel_formats_through_the_colour_path(tmp_path
 
 
 def test_luma_levels_are_calibrated_once_per_folder_and_codec(tmp_path, make, monkeypatch):
-    from datasets import readers
+    from datasets import video
 
     calls = []
-    monkeypatch.setattr(readers, "calibrate_luma", lambda path: calls.append(path) or LIMITED_LEVELS)
+    monkeypatch.setattr(video, "calibrate_luma", lambda path: calls.append(path) or LIMITED_LEVELS)
     for i in range(3):
         make.write_video(tmp_path / "a" / f"{i}.mp4", make.moving_frames(i))
     make.write_video(tmp_path / "b" / "0.mp4", make.moving_frames(0))

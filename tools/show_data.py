@@ -21,8 +21,9 @@ from yacs.config import CfgNode
 
 from datasets.dataset import sample_rng
 from datasets.loader import SYNTHETIC_FOLDERS, SYNTHETIC_VIDEO_EXT, DataSplits, build_datasets
-from datasets.readers import FrameFolderClip, PrecomputedClip, VideoClip
+from datasets.readers import FrameFolderClip, PrecomputedClip
 from datasets.packed import PackedClip
+from datasets.video import VideoClip
 from models import build_input_encoder
 from models.ifns import IFNSEncoder
 from utils.config import load_config

@@ -142,11 +142,19 @@ def checkpoint_state(trainer: Trainer, cfg: CfgNode, info: DistInfo) -> dict[str
 def _wrap(trainer: Trainer, cfg: CfgNode, info: DistInfo) -> None:
     """DDP (when distributed) and ``torch.compile`` (``TRAIN.COMPILE``) around the model."""
     if info.distributed:
-        # gradients as views of the all-reduce buckets: one copy of them less; no buffer is
-        # trained or running (LayerNorm only), so no broadcast of buffers at every forward
+        # gradients as views of the all-reduce buckets: one copy of them less. The buffers are
+        # constants (class tokens, IFNS scales, the frozen text cache): synced once at
+        # construction, not at every forward (forward_sync_buffers; broadcast_buffers is
+        # deprecated in torch 2.14 and warns on every rank). Static graph: every trainable
+        # parameter gets a gradient every step (frozen ones are not registered, PRIVACY_LOSS none
+        # scales the encoder's share by 0 but the graph stays), so DDP may record the graph once;
+        # but torch 2.14 asserts in the reducer when the first backward runs under no_sync()
+        # (accumulation; pytorch#143580, fix pytorch#187732 open), and dynamo's DDPOptimizer
+        # does not support it (pytorch#93672), so only plain runs of one micro-batch per step.
+        static_graph = cfg.TRAIN.ACCUMULATION_STEPS == 1 and not cfg.TRAIN.COMPILE
         trainer.model = DistributedDataParallel(
             trainer.model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            broadcast_buffers=False, gradient_as_bucket_view=True)
+            forward_sync_buffers=False, gradient_as_bucket_view=True, static_graph=static_graph)
     if cfg.TRAIN.COMPILE:
         trainer.model = torch.compile(trainer.model)
 

@@ -19,8 +19,8 @@ from datasets.loader import LAYOUTS
 from datasets.motion_noise import NOISE_MODES
 from datasets.names import BENCHMARKS, DATASET_LABELS, DATASETS
 from datasets.optics import CAMERAS
-from datasets.readers import VIDEO_BACKENDS
 from datasets.spp import BLENDS, DEVICES
+from datasets.video import VIDEO_BACKENDS
 from datasets.synthetic import COPIES
 from datasets.transforms import TEST_CROPS
 from models import ENCODERS
@@ -56,7 +56,7 @@ _C.DATA.VIDEO_EXT = ".mp4"  # file extension of videos when LAYOUT is video
 # opencv give the same frames; opencv decoded the synthetic clips 2.1x faster per worker. luma:
 # opencv without the colour conversion for gray frames (the decoder's luma plane, about 2x faster
 # again; gray within a few levels of the colour path's; its levels, limited or full range, are
-# fitted once per folder and codec: keep one encoding per folder; see datasets/readers.py)
+# fitted once per folder and codec: keep one encoding per folder; see datasets/video.py)
 _C.DATA.VIDEO_BACKEND = "auto"
 _C.DATA.FD_ROOT = ""  # precomputed layout: folder of fd/<sample>/<i>.jpg frame differences
 _C.DATA.AVG_ROOT = ""  # precomputed layout: folder of avg/<sample>/<i>.jpg temporal averages
