@@ -218,31 +218,39 @@ def test_tradeoff_collect_writes_table_and_plot(tmp_path):
     for encoder, acc, attack in (("ifns", 80.0, 20.0), ("rgb", 90.0, 95.0)):
         run = tmp_path / f"{encoder}_l2"
         (run / "attack_planes").mkdir(parents=True)
+        (run / "utility").mkdir()
         (run / "metrics.json").write_text(json.dumps({"acc1": acc, "id_acc1": 50.0}))
+        (run / "utility" / "utility.json").write_text(json.dumps({"acc1": acc - 10}))
         (run / "attack_planes" / "privacy.json").write_text(
             json.dumps({"id_acc1": attack, "id_acc5": 99.0, "chance": 10.0}))
     frames = tmp_path / "frames_l2_none"
     frames.mkdir()
-    (frames / "privacy.json").write_text(json.dumps({"id_acc1": 70.0, "id_acc5": 99.0, "chance": 10.0}))
+    (frames / "privacy.json").write_text(json.dumps({"id_acc1": 70.0, "id_acc5": 99.0, "chance": 10.0,
+                                                     "psnr": 21.5, "ssim": 0.61}))
     rc = tradeoff.main(["--output", str(tmp_path), "--collect", "--encoders", "ifns,rgb,bdq",
-                        "--levels", "2"])
+                        "--levels", "2", "--devices", "", "--video-attacker", "none"])
     assert rc == 0
     with open(tmp_path / "tradeoff.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["encoder"], r["restore"]) for r in rows] == [
         ("ifns", "none"), ("rgb", "none"), ("bdq", "none"), ("camera frames", "none"),
-        ("camera frames", "wiener")]
-    assert float(rows[0]["acc1"]) == 80.0 and float(rows[1]["attack_id_acc1"]) == 95.0
+        ("camera frames", "wiener"), ("camera frames", "richardson_lucy")]
+    assert float(rows[0]["acc1"]) == 80.0 and float(rows[0]["utility_acc1"]) == 70.0
+    assert float(rows[1]["attack_id_acc1"]) == 95.0 and float(rows[3]["psnr"]) == 21.5
     assert rows[2]["note"] and rows[4]["note"]
-    assert "| ifns | 2 | none | 80.0 | 50.0 | 20.0 | 99.0 | 10.0 |" in (tmp_path / "tradeoff.md").read_text()
+    table = (tmp_path / "tradeoff.md").read_text()
+    assert "| ifns | film | 2 | planes resnet18 | none | 80.0 | 70.0 | 50.0 | 20.0 | 99.0 | - | - | - | 10.0 |" in table
+    assert "| camera frames | film | 2 | frames resnet18 | none | - | - | - | 70.0 | 99.0 | - | 21.5 | 0.610 |" in table
     assert (tmp_path / "tradeoff.png").stat().st_size > 0
     assert tradeoff.main(["--output", str(tmp_path), "--collect", "--encoders", "nope"]) == 2
+    assert tradeoff.main(["--output", str(tmp_path), "--collect", "--devices", "pinhole"]) == 2
 
 
-def test_tradeoff_grid_trains_every_encoder_and_attacks_with_its_checkpoint(tmp_path, monkeypatch):
-    """Every MODEL.ENCODER cell is trained (no model is built to check its wiring), its planes are
-    attacked with its checkpoint, and the frames once per level without and with restoration."""
-    attacks = []
+def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_path, monkeypatch):
+    """Every encoder x camera cell is trained (no model is built to check its wiring); its fresh
+    utility model and its frame and video attackers read the encoder's output with its checkpoint;
+    every camera's frames are attacked as recorded and after the known-PSF reconstruction."""
+    tools = []
 
     def train(config, run_dir, opts):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,24 +258,43 @@ def test_tradeoff_grid_trains_every_encoder_and_attacks_with_its_checkpoint(tmp_
         (run_dir / "last.pth").write_bytes(b"")
         return True
 
-    def attack(argv):
-        attacks.append(argv)
-        out = Path(argv[argv.index("--output") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "privacy.json").write_text(json.dumps({"id_acc1": 30.0, "id_acc5": 90.0, "chance": 10.0}))
-        return 0
+    def fake(name, result):
+        def tool(argv):
+            tools.append((name, argv))
+            out = Path(argv[argv.index("--output") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / result).write_text(json.dumps({"id_acc1": 30.0, "id_acc5": 90.0, "chance": 10.0, "acc1": 44.0}))
+            return 0
+        return tool
 
     monkeypatch.setattr(tradeoff, "train_cell", train)
-    monkeypatch.setattr(privacy_attack, "main", attack)
-    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--quick"]) == 0
+    monkeypatch.setattr(privacy_attack, "main", fake("attack", "privacy.json"))
+    monkeypatch.setattr(tradeoff.utility_model, "main", fake("utility", "utility.json"))
+    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--device-levels", "2", "--quick",
+                          "--encoders", "ifns,bdq"]) == 0
     with open(tmp_path / "tradeoff.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["encoder"] for r in rows] == ["ifns", "rgb", "downsample", "bdq", "camera frames", "camera frames"]
-    assert all(float(r["acc1"]) == 50.0 for r in rows[:4]) and not any(r["note"] for r in rows)
-    planes = [a for a in attacks if "planes" in a]
-    assert [a[a.index("--resume") + 1] for a in planes] == [
-        str(tmp_path / f"{e}_l2" / "last.pth") for e in ("ifns", "rgb", "downsample", "bdq")]
-    assert [a[a.index("--restore") + 1] for a in attacks if "frames" in a] == ["none", "wiener"]
+    cells = [(r["encoder"], r["device"], r["attack"], r["restore"]) for r in rows]
+    for device in ("film", "lensless", "coded_aperture"):
+        for encoder in ("ifns", "bdq"):
+            assert (encoder, device, "planes resnet18", "none") in cells and (encoder, device, "planes r3d_18", "none") in cells
+    restores = {(r["device"], r["restore"]) for r in rows if r["encoder"] == "camera frames"}
+    assert restores >= {("film", "none"), ("film", "wiener"), ("film", "richardson_lucy"), ("lensless", "none"),
+                        ("coded_aperture", "none")}
+    assert all(float(r["acc1"]) == 50.0 and float(r["utility_acc1"]) == 44.0 for r in rows if r["encoder"] == "ifns")
+    assert not any(r["note"] for r in rows)
+    planes = [argv for name, argv in tools if name == "attack" and "planes" in argv]
+    assert {argv[argv.index("--resume") + 1] for argv in planes} == {
+        str(tmp_path / f"{e}_{c}" / "last.pth") for e in ("ifns", "bdq") for c in ("l2", "lensless_l2", "coded_aperture_l2")}
+    lensless = [argv for name, argv in tools if "lensless_l2" in argv[argv.index("--output") + 1]]
+    assert all("LPS.DEVICE" in argv and "lensless" in argv for argv in lensless)
+    utility = [argv for name, argv in tools if name == "utility"]
+    assert len(utility) == 6 and all("--resume" in argv and "--epochs" in argv for argv in utility)
+    # a second run reuses every finished cell
+    before = len(tools)
+    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--device-levels", "2", "--quick",
+                          "--encoders", "ifns,bdq"]) == 0
+    assert len(tools) == before
 
 
 def test_average_precision_and_f1_known_values():

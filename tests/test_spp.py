@@ -337,11 +337,13 @@ def test_tradeoff_adds_spp_cells(tmp_path, monkeypatch, weights):
 
     monkeypatch.setattr(tradeoff, "train_cell", train)
     monkeypatch.setattr(privacy_attack, "main", attack)
-    argv = ["--output", str(tmp_path), "--levels", "0", "--encoders", "ifns", "--spp-encoders", "rgb"]
+    argv = ["--output", str(tmp_path), "--levels", "0", "--devices", "", "--encoders", "ifns", "--spp-encoders", "rgb",
+            "--utility-arch", "none", "--video-attacker", "none"]
     assert tradeoff.main(argv) == 2  # no weights and templates for the SPP cells: one line
     assert tradeoff.main(argv + ["--opts", "SPP.WEIGHTS", str(weights), "SPP.TEMPLATES", "t.pt"]) == 0
     rows = (tmp_path / "tradeoff.md").read_text()
-    assert "| spp+rgb | 0 | none | 50.0 |" in rows and "| ifns | 0 | none | 50.0 |" in rows
+    assert "| spp+rgb | film | 0 | planes resnet18 | none | 50.0 |" in rows
+    assert "| ifns | film | 0 | planes resnet18 | none | 50.0 |" in rows
     assert ["SPP.ENABLED", "True"] == trained[1][4:6] and "SPP.ENABLED" not in trained[0]
     assert (tmp_path / "spp_rgb_l0" / "attack_planes" / "privacy.json").is_file()
 

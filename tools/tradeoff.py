@@ -1,93 +1,103 @@
-"""Privacy-utility trade-off: a grid of input encoders x LPS levels, trained and attacked.
+"""Privacy-utility trade-off: a grid of input encoders x privacy cameras, trained and attacked.
 
-For each cell (encoder E, film level L) of the grid the tool
+Cameras are the film at ``--levels`` (0 = the synthetic set's raw copy, L = its copy generated
+through L layers, ``DATA.SYNTHETIC.LPS_LEVEL``) and the other simulated cameras of ``--devices``
+(lensless, coded_aperture) at ``--device-levels``, applied on the fly to the raw copy
+(``LPS.DEVICE``, ``LPS.LEVEL``). For each cell (encoder E, camera C) the tool
 
-1. trains the action model (``main.py`` in a subprocess) with ``MODEL.ENCODER E`` on the data of
-   level L: the synthetic set generated at ``DATA.SYNTHETIC.LPS_LEVEL L`` (its LPS copy), or its raw
-   copy for L = 0 (no film);
-2. trains a fresh identity attacker (:mod:`tools.privacy_attack`, ``--target planes``) on what
-   the model sees (the IFNS planes, or the baseline encoder's output with its learned parameters);
+1. trains the action model (``main.py`` in a subprocess) with ``MODEL.ENCODER E`` on C's data;
+2. trains a fresh utility model (:mod:`tools.utility_model`, a 3D CNN from scratch) on the
+   encoder's frozen output, for the actions (``--utility-arch``; ``none`` skips it);
+3. trains fresh identity attackers (:mod:`tools.privacy_attack`, ``--target planes``) on what
+   the model sees: a frame attacker (``--attacker``) and a video attacker (``--video-attacker``),
+   and, where the sample names carry appearance attributes (P3AR-PKU), an attribute attacker
+   whose cMAP is reported;
 
-and, once per level, attacks the camera's frames themselves (``--target frames``) without and
-with deconvolution (``--restore wiener``; the film is known). ``--spp-encoders rgb,...`` adds
-cells trained and attacked on Selective Privacy Preservation frames (``SPP.ENABLED``, rows
-``spp+<encoder>``; pass the DINO weights and templates with ``--opts SPP.WEIGHTS F SPP.TEMPLATES T``).
-It writes ``tradeoff.csv``,
-``tradeoff.md`` and ``tradeoff.png`` (action top-1 against attacker identity top-1; the ideal
-corner is high action accuracy at chance identity accuracy). Finished runs are reused (a cell
-whose ``metrics.json`` / ``privacy.json`` exists is not run again); ``--collect`` only gathers.
+and, once per camera, attacks the camera's frames themselves (``--target frames``) as they are
+and after the adversary's reconstruction with the known PSF (film: Wiener and Richardson-Lucy;
+lensless and coded aperture: ADMM-TV), reporting the frames' PSNR / SSIM against the clean
+frames where the attack tool measured them. ``--spp-encoders rgb,...`` adds cells trained and
+attacked on Selective Privacy Preservation frames (rows ``spp+<encoder>``; pass the DINO weights
+and templates with ``--opts SPP.WEIGHTS F SPP.TEMPLATES T``).
+
+It writes ``tradeoff.csv``, ``tradeoff.md`` and ``tradeoff.png`` (:mod:`tools.tradeoff_report`).
+Finished runs are reused: a cell whose ``metrics.json`` / ``utility.json`` / ``privacy.json``
+exists is not run again, so an interrupted grid resumes where it stopped; ``--collect`` only
+gathers. ``--quick`` runs the grid with short schedules on the synthetic set.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from datasets.names import DATASET_LABELS
+from datasets.optics import CAMERAS
+from datasets.restore import RESTORE_METHODS
 from models import ENCODERS
-from privacy import FRAME_ATTACKERS
-from tools import privacy_attack
+from privacy import FRAME_ATTACKERS, VIDEO_ATTACKERS
+from tools import privacy_attack, utility_model
+from tools.tradeoff_report import FRAMES_ROW, Row, write_plot, write_table
 from utils.config import load_config
-from utils.misc import atomic_write, atomic_write_text
-from utils.paths import PROJECT_ROOT
 from utils.errors import UserError
 from utils.logger import setup_logging
+from utils.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
 LEVELS = (0, 1, 2, 3)
+OTHER_DEVICES = tuple(d for d in CAMERAS if d != "film")
+DEVICE_LEVELS = (2,)
 QUICK_TRAIN_EPOCHS = 6  # --quick: action-model epochs per cell (tested once, after the last)
 QUICK_ATTACK_EPOCHS = 2  # --quick: attacker epochs
+QUICK_UTILITY_EPOCHS = 3  # --quick: fresh utility model epochs
 QUICK_ATTACK_VIDEOS = 20  # --quick: attacker videos per identity in each half
 QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "1000", "EVAL_FREQ", "1000")
 FRAME_ATTACKER = "resnet18"
-FRAMES_ROW = "camera frames"  # the encoder column of the frame attacks
+VIDEO_ATTACKER = "r3d_18"
+UTILITY_ARCH = "r3d_18"
 SPP_PREFIX = "spp+"  # the encoder column of the cells on Selective Privacy Preservation frames
-PLOT_DPI = 150
-FIGURE_SIZE = (6.5, 4.8)
-MARKERS = {0: "o", 1: "s", 2: "^", 3: "D"}
 CHECKPOINTS = ("best.pth", "last.pth")
+ATTRIBUTES = "attributes"  # privacy_attack --label of all the attributes at once
+# the adversary's known-PSF reconstructions of each camera's frames (methods of datasets/restore.py)
+KNOWN_PSF = {"film": ("wiener", "richardson_lucy"), "lensless": ("admm_tv",), "coded_aperture": ("admm_tv",)}
 
 
-@dataclass
-class Row:
-    """One line of the trade-off table (accuracies in percent; None = not available).
+@dataclass(frozen=True)
+class Camera:
+    """A privacy camera of the grid.
 
     Args:
-        encoder: input encoder, or ``camera frames`` for the frame attacks.
-        level: film layers (0 = raw).
-        restore: none | wiener | richardson_lucy (frame attacks).
-        acc1: action top-1 of the trained model.
-        head_id_acc1: identity top-1 of the co-trained identity head.
-        attack_id_acc1: identity top-1 of the fresh attacker on held-out videos.
-        attack_id_acc5: its top-5.
-        chance: identity chance level.
-        run: the run folder.
-        note: why a value is missing.
+        device: film | lensless | coded_aperture.
+        level: its privacy level (film: layers, 0 = the raw copy).
     """
 
-    encoder: str
+    device: str
     level: int
-    restore: str = "none"
-    acc1: float | None = None
-    head_id_acc1: float | None = None
-    attack_id_acc1: float | None = None
-    attack_id_acc5: float | None = None
-    chance: float | None = None
-    run: str = ""
-    note: str = field(default="")
 
+    @property
+    def slug(self) -> str:
+        """The run-folder suffix (``l2``; ``lensless_l2``)."""
+        return f"l{self.level}" if self.device == "film" else f"{self.device}_l{self.level}"
 
-def level_opts(level: int) -> list[str]:
-    """Config overrides that select the data of film level ``level`` (0 = the raw copy)."""
-    if level == 0:
-        return ["DATA.SYNTHETIC.SOURCE", "raw"]
-    return ["DATA.SYNTHETIC.SOURCE", "lps", "DATA.SYNTHETIC.LPS_LEVEL", str(level)]
+    def opts(self) -> list[str]:
+        """Config overrides that select this camera's data."""
+        if self.device == "film":
+            if self.level == 0:
+                return ["DATA.SYNTHETIC.SOURCE", "raw"]
+            return ["DATA.SYNTHETIC.SOURCE", "lps", "DATA.SYNTHETIC.LPS_LEVEL", str(self.level)]
+        return ["DATA.SYNTHETIC.SOURCE", "raw", "LPS.DEVICE", self.device, "LPS.LEVEL", str(self.level)]
+
+    def restores(self) -> list[str]:
+        """The frame attacks' reconstructions: none, then the known-PSF methods the tool has."""
+        known = [m for m in KNOWN_PSF[self.device] if m in RESTORE_METHODS] if self.level else []
+        return ["none", *known]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -114,143 +124,125 @@ def train_cell(config: str | None, run_dir: Path, opts: list[str]) -> bool:
     return (run_dir / "metrics.json").is_file()
 
 
-def attack_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
-    """Runs :mod:`tools.privacy_attack` in this process unless its privacy.json exists."""
-    result = out_dir / "privacy.json"
+def _tool_cell(tool: Callable[[list[str]], int], result: Path, config: str | None, opts: list[str],
+               extra: list[str]) -> dict | None:
+    """Runs ``tool`` (a ``main(argv)``) in this process unless its ``result`` exists; its JSON."""
     if not result.is_file():
-        argv = ["--output", str(out_dir), *extra]
+        argv = ["--output", str(result.parent), *extra]
         if config:
             argv += ["--config", config]
         argv += ["--opts", *opts]
-        logger.info("attack: %s", " ".join(argv))
-        if privacy_attack.main(argv) != 0:
-            logger.error("attack failed, see %s", out_dir / "log.txt")
+        logger.info("%s: %s", tool.__module__, " ".join(argv))
+        if tool(argv) != 0:
+            logger.error("%s failed, see %s", tool.__module__, result.parent / "log.txt")
     return _read_json(result)
 
 
-def _checkpoint(run_dir: Path) -> str:
+def attack_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
+    """:mod:`tools.privacy_attack` into ``out_dir`` (reused when its privacy.json exists)."""
+    return _tool_cell(lambda argv: privacy_attack.main(argv), out_dir / "privacy.json", config, opts, extra)  # late binding: tests patch main
+
+
+def utility_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
+    """:mod:`tools.utility_model` into ``out_dir`` (reused when its utility.json exists)."""
+    return _tool_cell(lambda argv: utility_model.main(argv), out_dir / utility_model.RESULT_NAME, config, opts, extra)
+
+
+def _checkpoint(run_dir: Path) -> list[str]:
     for name in CHECKPOINTS:
         if (run_dir / name).is_file():
-            return str(run_dir / name)
-    return ""
-
-
-def run_grid(args: argparse.Namespace, output: Path) -> list[Row]:
-    """Runs (or, with ``--collect``, only reads) every cell; returns the table rows."""
-    train_extra = [str(v) for v in args.opts]
-    attack_extra: list[str] = []
-    if args.quick:
-        train_extra = ["TRAIN.EPOCHS", str(QUICK_TRAIN_EPOCHS), *QUICK_OPTS, *train_extra]
-        attack_extra = ["--epochs", str(QUICK_ATTACK_EPOCHS), "--max-videos", str(QUICK_ATTACK_VIDEOS)]
-    rows = []
-    cells = [(encoder, encoder, []) for encoder in args.encoders]
-    cells += [(SPP_PREFIX + encoder, encoder, ["SPP.ENABLED", "True"]) for encoder in args.spp_encoders]
-    for level in args.levels:
-        for name, encoder, cell_opts in cells:
-            run_dir = output / f"{name.replace(SPP_PREFIX, 'spp_')}_l{level}"
-            opts = ["MODEL.ENCODER", encoder, *level_opts(level), *cell_opts, *train_extra]
-            row = Row(encoder=name, level=level, run=str(run_dir))
-            if not args.collect:
-                train_cell(args.config, run_dir, opts)
-                setup_logging(str(output))
-            metrics = _read_json(run_dir / "metrics.json")
-            if metrics is None:
-                row.note = "training missing or failed"
-                rows.append(row)
-                continue
-            row.acc1, row.head_id_acc1 = metrics.get("acc1"), metrics.get("id_acc1")
-            attack_dir = run_dir / "attack_planes"
-            if args.collect:
-                privacy = _read_json(attack_dir / "privacy.json")
-            else:
-                resume = ["--resume", _checkpoint(run_dir)] if _checkpoint(run_dir) else []
-                privacy = attack_cell(args.config, attack_dir, opts,
-                                      ["--target", "planes", "--attacker", args.attacker,
-                                       *resume, *attack_extra])
-                setup_logging(str(output))
-            _fill(row, privacy)
-            rows.append(row)
-        restores = ["none"] + (["wiener"] if level > 0 else [])
-        for restore in restores:
-            attack_dir = output / f"frames_l{level}_{restore}"
-            opts = [*level_opts(level), *[str(v) for v in args.opts]]
-            row = Row(encoder=FRAMES_ROW, level=level, restore=restore, run=str(attack_dir))
-            if args.collect:
-                privacy = _read_json(attack_dir / "privacy.json")
-            else:
-                privacy = attack_cell(args.config, attack_dir, opts,
-                                      ["--target", "frames", "--attacker", args.attacker,
-                                       "--restore", restore, *attack_extra])
-                setup_logging(str(output))
-            _fill(row, privacy)
-            rows.append(row)
-    return rows
+            return ["--resume", str(run_dir / name)]
+    return []
 
 
 def _fill(row: Row, privacy: dict | None) -> None:
     if privacy is None:
-        row.note = "attack missing or failed"
+        row.note = row.note or "attack missing or failed"
         return
-    row.attack_id_acc1 = privacy.get("id_acc1")
-    row.attack_id_acc5 = privacy.get("id_acc5")
+    row.attack_id_acc1, row.attack_id_acc5 = privacy.get("id_acc1"), privacy.get("id_acc5")
     row.chance = privacy.get("chance")
+    row.psnr, row.ssim = privacy.get("psnr"), privacy.get("ssim")
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _cells(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(row name, MODEL.ENCODER, extra opts) of every encoder cell."""
+    cells = [(encoder, encoder, []) for encoder in args.encoders]
+    return cells + [(SPP_PREFIX + encoder, encoder, ["SPP.ENABLED", "True"]) for encoder in args.spp_encoders]
 
 
-def write_table(rows: list[Row], output: Path) -> None:
-    """Writes ``tradeoff.csv`` and ``tradeoff.md``."""
-    fields = list(asdict(rows[0])) if rows else list(Row.__dataclass_fields__)
+def encoder_rows(args: argparse.Namespace, output: Path, camera: Camera, name: str, opts: list[str],
+                 attributes: bool) -> list[Row]:
+    """Trains (or reads) one encoder cell and its attacks; its rows."""
+    run_dir = output / f"{name.replace(SPP_PREFIX, 'spp_')}_{camera.slug}"
+    base = Row(encoder=name, device=camera.device, level=camera.level, attack="", run=str(run_dir))
+    if not args.collect:
+        train_cell(args.config, run_dir, opts)
+        setup_logging(str(output))
+    metrics = _read_json(run_dir / "metrics.json")
+    if metrics is None:
+        base.attack, base.note = f"planes {args.attacker}", "training missing or failed"
+        return [base]
+    base.acc1, base.head_id_acc1 = metrics.get("acc1"), metrics.get("id_acc1")
+    resume = _checkpoint(run_dir)
 
-    def write_csv(f) -> None:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(asdict(row))
+    def run(tool, folder: str, extra: list[str]) -> dict | None:
+        if args.collect:
+            return _read_json(run_dir / folder / ("utility.json" if tool is utility_cell else "privacy.json"))
+        result = tool(args.config, run_dir / folder, opts, [*extra, *resume])
+        setup_logging(str(output))  # the tool pointed the log at its own folder
+        return result
 
-    atomic_write(output / "tradeoff.csv", write_csv)
-    lines = ["| input | LPS level | restore | action top-1 | id head top-1 | attacker id top-1 "
-             "| attacker id top-5 | chance | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.encoder} | {r.level} | {r.restore} | {_fmt(r.acc1)} | "
-                     f"{_fmt(r.head_id_acc1)} | {_fmt(r.attack_id_acc1)} | {_fmt(r.attack_id_acc5)} | "
-                     f"{_fmt(r.chance)} | {r.note} |")
-    atomic_write_text(output / "tradeoff.md", "\n".join(lines) + "\n")
+    if args.utility_arch != "none":
+        utility = run(utility_cell, "utility", ["--arch", args.utility_arch, *args.utility_extra])
+        base.utility_acc1 = utility.get("acc1") if utility else None
+    rows = []
+    attackers = [args.attacker] + ([args.video_attacker] if args.video_attacker != "none" else [])
+    for attacker in attackers:
+        folder = "attack_planes" if attacker == args.attacker else f"attack_planes_{attacker}"
+        row = Row(**{**base.__dict__, "attack": f"planes {attacker}"})
+        _fill(row, run(attack_cell, folder, ["--target", "planes", "--attacker", attacker, *args.attack_extra]))
+        rows.append(row)
+    if attributes:
+        privacy = run(attack_cell, "attack_planes_attributes", ["--target", "planes", "--attacker", args.attacker,
+                                                                "--label", ATTRIBUTES, *args.attack_extra])
+        rows[0].attack_cmap = privacy.get("cmap") if privacy else None
+    return rows
 
 
-def write_plot(rows: list[Row], output: Path) -> None:
-    """Writes ``tradeoff.png``: action top-1 (x) against attacker identity top-1 (y)."""
-    import matplotlib
+def frame_rows(args: argparse.Namespace, output: Path, camera: Camera) -> list[Row]:
+    """The attacks on the camera's own frames, as recorded and reconstructed; their rows."""
+    rows = []
+    for restore in camera.restores():
+        name = f"frames_{camera.slug}_{restore}"
+        attack_dir = output / name
+        opts = [*camera.opts(), *args.opts]
+        row = Row(encoder=FRAMES_ROW, device=camera.device, level=camera.level, attack=f"frames {args.attacker}",
+                  restore=restore, run=str(attack_dir))
+        if args.collect:
+            privacy = _read_json(attack_dir / "privacy.json")
+        else:
+            privacy = attack_cell(args.config, attack_dir, opts, ["--target", "frames", "--attacker", args.attacker,
+                                                                  "--restore", restore, *args.attack_extra])
+            setup_logging(str(output))
+        _fill(row, privacy)
+        rows.append(row)
+    return rows
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
-    colours = plt.get_cmap("tab10")
-    encoders = sorted({r.encoder for r in rows if r.encoder != FRAMES_ROW})
-    for i, encoder in enumerate(encoders):
-        for r in rows:
-            if r.encoder == encoder and r.acc1 is not None and r.attack_id_acc1 is not None:
-                ax.scatter(r.acc1, r.attack_id_acc1, color=colours(i), marker=MARKERS.get(r.level, "o"),
-                           s=50, label=f"{encoder}, L{r.level}")
-    chances = [r.chance for r in rows if r.chance is not None]
-    if chances:
-        chance = max(chances)
-        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="identity chance")
-        ax.scatter([100.0], [chance], marker="*", s=250, color="gold", edgecolor="black", zorder=5,
-                   label="ideal (100% action, chance identity)")
-    ax.set_xlabel("action top-1 (%)")
-    ax.set_ylabel("fresh attacker identity top-1 (%)")
-    ax.set_xlim(0, 105)
-    ax.set_ylim(0, 105)
-    ax.set_title("Privacy-utility trade-off (lower right is better)")
-    ax.legend(fontsize=6, ncol=2, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(output / "tradeoff.png", dpi=PLOT_DPI)
-    plt.close(fig)
+def run_grid(args: argparse.Namespace, output: Path) -> list[Row]:
+    """Runs (or, with ``--collect``, only reads) every cell; returns the table rows."""
+    cfg = load_config(args.config, args.opts)
+    attributes = "gender" in DATASET_LABELS[cfg.DATA.DATASET]  # the names carry appearance attributes
+    train_extra = [str(v) for v in args.opts]
+    if args.quick:
+        train_extra = ["TRAIN.EPOCHS", str(QUICK_TRAIN_EPOCHS), *QUICK_OPTS, *train_extra]
+    rows = []
+    for camera in args.cameras:
+        for name, encoder, cell_opts in _cells(args):
+            opts = ["MODEL.ENCODER", encoder, *camera.opts(), *cell_opts, *train_extra]
+            rows += encoder_rows(args, output, camera, name, opts, attributes)
+        rows += frame_rows(args, output, camera)
+    return rows
 
 
 def _csv_list(text: str, cast) -> list:
@@ -258,39 +250,58 @@ def _csv_list(text: str, cast) -> list:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Encoder x LPS-level privacy-utility grid.")
+    """The tool's command line (``argv`` None = ``sys.argv``)."""
+    parser = argparse.ArgumentParser(description="Encoder x privacy-camera privacy-utility grid.")
     parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
-    parser.add_argument("--encoders", default=",".join(ENCODERS))
+    parser.add_argument("--encoders", default=",".join(e for e in ENCODERS if e != "stprivacy"))
     parser.add_argument("--spp-encoders", default="", help="encoders also trained on SPP frames (e.g. rgb)")
-    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="film levels (0 = no film)")
+    parser.add_argument("--devices", default=",".join(OTHER_DEVICES), help="other cameras ('' = none)")
+    parser.add_argument("--device-levels", default=",".join(map(str, DEVICE_LEVELS)))
     parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS))
-    parser.add_argument("--quick", action="store_true", help="few epochs: the synthetic grid in < 30 min on 2 cores")
+    parser.add_argument("--video-attacker", default=VIDEO_ATTACKER, choices=VIDEO_ATTACKERS + ("none",))
+    parser.add_argument("--utility-arch", default=UTILITY_ARCH, choices=VIDEO_ATTACKERS + ("none",),
+                        help="the fresh utility model ('none' skips it)")
+    parser.add_argument("--quick", action="store_true", help="short schedules: the synthetic grid on 2 cores")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     args.encoders = _csv_list(args.encoders, str)
     args.spp_encoders = _csv_list(args.spp_encoders, str)
-    args.levels = _csv_list(args.levels, int)
+    levels, devices, device_levels = (_csv_list(args.levels, int), _csv_list(args.devices, str),
+                                      _csv_list(args.device_levels, int))
+    args.cameras = [Camera("film", level) for level in levels] + [
+        Camera(device, level) for device in devices for level in device_levels]
+    args.attack_extra = ["--epochs", str(QUICK_ATTACK_EPOCHS), "--max-videos", str(QUICK_ATTACK_VIDEOS)] \
+        if args.quick else []
+    args.utility_extra = ["--epochs", str(QUICK_UTILITY_EPOCHS)] if args.quick else []
     return args
 
 
+def _check(args: argparse.Namespace) -> None:
+    for encoder in args.encoders + args.spp_encoders:
+        if encoder not in ENCODERS:
+            raise UserError(f"--encoders: {encoder!r} is not one of {', '.join(ENCODERS)}")
+    for camera in args.cameras:
+        if camera.device not in CAMERAS or camera.device == "film" and camera.level not in LEVELS \
+                or camera.device != "film" and camera.level not in LEVELS[1:]:
+            raise UserError(f"camera {camera.device} level {camera.level}: devices are {', '.join(CAMERAS)}, "
+                            f"film levels {LEVELS}, other devices' levels {LEVELS[1:]}")
+    cfg = load_config(args.config, args.opts)  # fail early on a bad config or override
+    if args.spp_encoders and not (cfg.SPP.WEIGHTS and cfg.SPP.TEMPLATES) and not args.collect:
+        raise UserError("--spp-encoders needs the DINO weights and templates of every SPP cell: pass "
+                        "--opts SPP.WEIGHTS FILE.pth SPP.TEMPLATES FILE.pt")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the grid and writes the table; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     setup_logging(str(output))
     try:
-        for encoder in args.encoders + args.spp_encoders:
-            if encoder not in ENCODERS:
-                raise UserError(f"--encoders: {encoder!r} is not one of {', '.join(ENCODERS)}")
-        for level in args.levels:
-            if level not in LEVELS:
-                raise UserError(f"--levels: {level} is not one of {', '.join(map(str, LEVELS))}")
-        cfg = load_config(args.config, args.opts)  # fail early on a bad config or override
-        if args.spp_encoders and not (cfg.SPP.WEIGHTS and cfg.SPP.TEMPLATES) and not args.collect:
-            raise UserError("--spp-encoders needs the DINO weights and templates of every SPP cell: pass "
-                            "--opts SPP.WEIGHTS FILE.pth SPP.TEMPLATES FILE.pt")
+        _check(args)
         start = time.time()
         rows = run_grid(args, output)
     except UserError as exc:
