@@ -262,11 +262,11 @@ def test_tradeoff_grid_trains_every_encoder_and_attacks_with_its_checkpoint(tmp_
     assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--quick"]) == 0
     with open(tmp_path / "tradeoff.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["encoder"] for r in rows] == ["ifns", "rgb", "downsample", "bdq", "camera frames", "camera frames"]
-    assert all(float(r["acc1"]) == 50.0 for r in rows[:4]) and not any(r["note"] for r in rows)
+    encoders = ["ifns", "rgb", "downsample", "bdq", "stprivacy"]
+    assert [r["encoder"] for r in rows] == encoders + ["camera frames", "camera frames"]
+    assert all(float(r["acc1"]) == 50.0 for r in rows[:5]) and not any(r["note"] for r in rows)
     planes = [a for a in attacks if "planes" in a]
-    assert [a[a.index("--resume") + 1] for a in planes] == [
-        str(tmp_path / f"{e}_l2" / "last.pth") for e in ("ifns", "rgb", "downsample", "bdq")]
+    assert [a[a.index("--resume") + 1] for a in planes] == [str(tmp_path / f"{e}_l2" / "last.pth") for e in encoders]
     assert [a[a.index("--restore") + 1] for a in attacks if "frames" in a] == ["none", "wiener"]
 
 

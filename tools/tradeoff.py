@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from models import ENCODERS
-from privacy import FRAME_ATTACKERS
+from privacy import FRAME_ATTACKERS, VIDEO_ATTACKERS
 from tools import privacy_attack
 from utils.config import load_config
 from utils.misc import atomic_write, atomic_write_text
@@ -257,7 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS))
+    parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS) + VIDEO_ATTACKERS,
+                        help="fresh attacker of every cell: a frame attacker, or a video attacker on whole "
+                             "clips (temporal, r3d_18, r2plus1d_18: STPrivacy's video-level protocol)")
     parser.add_argument("--quick", action="store_true", help="few epochs: the synthetic grid in < 30 min on 2 cores")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every run")
