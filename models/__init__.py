@@ -1,4 +1,4 @@
-"""MSPNet model: input encoders (IFNS, baselines), CLIP towers with CFSA, temporal fusion, video
+"""MSPNet model: input encoders (IFNS, baselines, STPrivacy), CLIP towers with CFSA, temporal fusion, video
 prompts, weight loading.
 
 The only entry points that read the config are :func:`build_input_encoder` and :func:`build_model`.
@@ -18,6 +18,7 @@ from models.encoders import DownsampleEncoder, FrameRequest, RGBEncoder
 from models.ifns import IFNSEncoder, PlaneNorm
 from models.mspnet import MSPNet
 from models.pretrained import load_pretrained
+from models.stprivacy import STPrivacyEncoder
 from utils.paths import resolve_path
 from utils.errors import UserError
 
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ENCODERS", "RANDOM_INIT", "FrameRequest", "MSPNet", "build_input_encoder", "build_model", "clip_size"]
 
 RANDOM_INIT = ("", "none")  # MODEL.PRETRAINED values that mean random init
-ENCODERS = ("ifns", "rgb", "downsample", "bdq")  # MODEL.ENCODER choices
+ENCODERS = ("ifns", "rgb", "downsample", "bdq", "stprivacy")  # MODEL.ENCODER choices
 
 
 def build_input_encoder(cfg: CfgNode) -> nn.Module:
@@ -34,8 +35,9 @@ def build_input_encoder(cfg: CfgNode) -> nn.Module:
     ``request`` to know which raw frames to hand over.
 
     Args:
-        cfg: the experiment config (reads MODEL.ENCODER, MODEL.DOWNSAMPLE_SIZE, DATA.FD_STRIDE,
-            DATA.PLANE_MEAN, DATA.PLANE_STD, DATA.LAYOUT).
+        cfg: the experiment config (reads MODEL.ENCODER, MODEL.DOWNSAMPLE_SIZE, MODEL.STPRIVACY.*,
+            MODEL.ATTN_BACKEND, DATA.FD_STRIDE, DATA.PLANE_MEAN, DATA.PLANE_STD, DATA.LAYOUT,
+            DATA.NUM_FRAMES, DATA.INPUT_SIZE).
 
     Raises:
         UserError: a baseline encoder with the precomputed layout, which holds IFNS planes only.
@@ -51,6 +53,12 @@ def build_input_encoder(cfg: CfgNode) -> nn.Module:
         return RGBEncoder()
     if name == "downsample":
         return DownsampleEncoder(cfg.MODEL.DOWNSAMPLE_SIZE)
+    if name == "stprivacy":
+        st = cfg.MODEL.STPRIVACY
+        return STPrivacyEncoder(image_size=cfg.DATA.INPUT_SIZE, num_frames=cfg.DATA.NUM_FRAMES, patch=st.PATCH,
+                                width=st.WIDTH, layers=st.LAYERS, prune_layers=tuple(st.PRUNE_LAYERS),
+                                keep_ratio=st.KEEP_RATIO, ratio_weight=st.RATIO_WEIGHT,
+                                backend=cfg.MODEL.ATTN_BACKEND)
     return BDQEncoder()
 
 

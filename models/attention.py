@@ -1,7 +1,8 @@
 """The one multi-head attention module of the model, with interchangeable kernels.
 
 Every attention of MSPNet (CFSA frame attention with its message token, message attention across
-frames, temporal fusion blocks, CLIP text blocks, prompt cross-attention) is an :class:`Attention`.
+frames, temporal fusion blocks, CLIP text blocks, prompt cross-attention) and of the STPrivacy
+encoder (tubelet blocks, whose dropped tokens an additive ``key_mask`` hides) is an :class:`Attention`.
 Its parameters carry the names of ``torch.nn.MultiheadAttention`` (``in_proj_weight``,
 ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``) so CLIP weights load unchanged. Tensors
 are batch-first.
@@ -60,19 +61,23 @@ def uses_formula(backend: str, device: torch.device, dtype: torch.dtype) -> bool
     return backend == "math" or (device.type == "cpu" and dtype in CPU_MATH_DTYPES)
 
 
-def math_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
-    """Reference attention: softmax(q k^T / sqrt(D)) v.
+def math_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False,
+                   mask: Tensor | None = None) -> Tensor:
+    """Reference attention: softmax(q k^T / sqrt(D) + mask) v.
 
     Args:
         q: queries [N, H, Lq, D].
         k: keys [N, H, Lk, D].
         v: values [N, H, Lk, D].
         causal: query i attends to keys 0..i only (Lq == Lk).
+        mask: additive scores [N, 1, Lq or 1, Lk] (broadcast over heads), or None.
 
     Returns:
         [N, H, Lq, D].
     """
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # [N, H, Lq, Lk]
+    if mask is not None:
+        scores = scores + mask
     if causal:
         future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(future, float("-inf"))
@@ -106,13 +111,15 @@ class Attention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [N, L, dim] -> [N, H, L, D]
 
-    def _kernel(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+    def _kernel(self, q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None = None) -> Tensor:
+        if mask is not None:
+            mask = mask.unsqueeze(1).to(q.dtype)  # [N, Lq or 1, Lk] -> [N, 1, Lq or 1, Lk]: all heads
         if uses_formula(self.backend, q.device, q.dtype):
-            return math_attention(q, k, v, causal)
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            return math_attention(q, k, v, causal, mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
 
     def forward(self, x: Tensor, context: Tensor | None = None, *, extra: Tensor | None = None,
-                causal: bool = False) -> Tensor:
+                causal: bool = False, key_mask: Tensor | None = None) -> Tensor:
         """Attention of the tokens ``x`` over ``context`` (default: ``x`` itself).
 
         Args:
@@ -121,13 +128,21 @@ class Attention(nn.Module):
             extra: one more key/value token per sequence [N, 1, dim] (the CFSA message token),
                 attended to by the L queries; its own output is not computed.
             causal: causal mask (CLIP text); self-attention only.
+            key_mask: additive attention scores [N, L, S] (per query) or [N, 1, S] (the same for
+                every query), broadcast over the heads: 0 lets a query see a key, ``-inf`` hides it
+                (its weight is exactly 0); every query must keep at least one finite entry. Used
+                by the token selection of :mod:`models.token_select` (DynamicViT's attention
+                masking); not with ``extra`` or ``causal``.
 
         Returns:
             [N, L, dim].
 
         Raises:
-            ValueError: ``extra`` together with ``context`` or ``causal``.
+            ValueError: ``extra`` together with ``context``, ``causal`` or ``key_mask``, or
+                ``key_mask`` with ``causal``.
         """
+        if key_mask is not None and (extra is not None or causal):
+            raise ValueError("key_mask is for attention without the extra token or the causal mask")
         if extra is not None:
             if context is not None or causal:
                 raise ValueError("the extra key/value token is for self-attention without a causal mask")
@@ -138,7 +153,7 @@ class Attention(nn.Module):
             dim = x.shape[-1]
             q = self._heads(self._linear(x, 0, dim))
             k, v = map(self._heads, self._linear(context, dim, 3 * dim).chunk(2, dim=-1))
-        return self._output(self._kernel(q, k, v, causal))
+        return self._output(self._kernel(q, k, v, causal, key_mask))
 
     def _frame_attention(self, x: Tensor, extra: Tensor) -> Tensor:
         """Tokens x [N, L, dim] attend over themselves plus one extra token [N, 1, dim] -> [N, L, dim]."""

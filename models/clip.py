@@ -120,8 +120,10 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = Mlp(width)
         self.drop_path = drop_path_or_identity(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.ln_1(x), causal=self.causal))
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x [N, L, width] -> [N, L, width]; ``key_mask`` [N, L or 1, L]: additive attention mask
+        (0 = visible, -inf = hidden; :meth:`models.attention.Attention.forward`), or None."""
+        x = x + self.drop_path(self.attn(self.ln_1(x), causal=self.causal, key_mask=key_mask))
         return x + self.drop_path(self.mlp(self.ln_2(x)))
 
 

@@ -121,9 +121,21 @@ class MSPNet(nn.Module):
         self.text_cache = None
 
     def no_weight_decay(self) -> set[str]:
-        """Embedding-like parameters exempt from weight decay."""
+        """Embedding-like parameters exempt from weight decay (and the input encoder's own)."""
+        encoder = {f"input_encoder.{name}" for name in getattr(self.input_encoder, "no_weight_decay", set)()}
         return {"visual.class_embedding", "visual.positional_embedding", "token_embedding.weight",
-                "positional_embedding", "logit_scale", "temporal.positional_embedding", "prompt.alpha"}
+                "positional_embedding", "logit_scale", "temporal.positional_embedding", "prompt.alpha"} | encoder
+
+    @property
+    def aux_loss_names(self) -> tuple[str, ...]:
+        """Names of :meth:`aux_losses` (empty for input encoders without any)."""
+        return tuple(getattr(self.input_encoder, "aux_loss_names", ()))
+
+    def aux_losses(self) -> dict[str, Tensor]:
+        """Weighted auxiliary training losses the input encoder computed in the last training
+        forward (STPrivacy's keep-ratio loss), handed over once; {} for encoders without any."""
+        take = getattr(self.input_encoder, "aux_losses", None)
+        return take() if take is not None else {}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing per vision block (recomputed in backward)."""

@@ -100,3 +100,60 @@ def test_extra_token_rejects_context_and_causal():
         attn(x, x, extra=msg)
     with pytest.raises(ValueError):
         attn(x, extra=msg, causal=True)
+
+
+def _key_mask(shape: tuple[int, ...], hidden: float = 0.4, seed: int = 2) -> torch.Tensor:
+    """An additive mask: finite random scores, about ``hidden`` of the keys at -inf, key 0 always
+    visible (every query keeps a finite entry)."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.randn(shape, generator=gen, dtype=torch.double)
+    mask[torch.rand(shape, generator=gen) < hidden] = float("-inf")
+    mask[..., 0] = 0.0
+    return mask
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "triton"])  # triton: sdpa for masked attention
+@pytest.mark.parametrize("mode", ["per_query", "per_key", "cross"])
+def test_key_mask_equals_math_forward_and_gradients(backend, mode):
+    """The additive key mask on the SDPA path equals the formula, forward and gradients."""
+    torch.manual_seed(3)
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double, requires_grad=True)
+    context = torch.randn(BATCH, TOKENS + 2, DIM, dtype=torch.double, requires_grad=True) if mode == "cross" else None
+    keys = TOKENS + 2 if mode == "cross" else TOKENS
+    mask = _key_mask((BATCH, 1 if mode == "per_key" else TOKENS, keys))
+    results = []
+    for name in ("math", backend):
+        attn = _attention(name)
+        out = attn(x, context, key_mask=mask)
+        inputs = [x] + ([context] if context is not None else []) + list(attn.parameters())
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, DIM, dtype=torch.double)).sum(), inputs)
+        results.append((out, grads))
+    (ref_out, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref_out, rtol=1e-7, atol=1e-7)
+    for grad, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["math", "sdpa"])
+def test_key_mask_gives_hidden_keys_exactly_zero_weight(backend):
+    """With the identity as values the kernel returns the attention weights: the columns of hidden
+    keys are exactly 0, and the visible tokens' outputs equal attention over the visible ones alone."""
+    attn = _attention(backend)
+    q = k = torch.randn(BATCH, HEADS, TOKENS, DIM // HEADS, dtype=torch.double)
+    visible = torch.tensor([True, False, True, True, False])
+    mask = torch.zeros(BATCH, 1, TOKENS, dtype=torch.double).masked_fill(~visible, float("-inf"))
+    eye = torch.eye(TOKENS, dtype=torch.double).expand(BATCH, HEADS, TOKENS, TOKENS)
+    weights = attn._kernel(q, k, eye, False, mask)  # [N, H, Lq, Lk]
+    assert torch.equal(weights[..., ~visible], torch.zeros_like(weights[..., ~visible]))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(BATCH, HEADS, TOKENS, dtype=torch.double))
+    x = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double)
+    torch.testing.assert_close(attn(x, key_mask=mask)[:, visible], attn(x[:, visible]))
+
+
+def test_key_mask_rejects_extra_token_and_causal():
+    attn = _attention("math")
+    x, msg = torch.randn(BATCH, TOKENS, DIM, dtype=torch.double), torch.randn(BATCH, 1, DIM, dtype=torch.double)
+    mask = torch.zeros(BATCH, 1, TOKENS, dtype=torch.double)
+    for kwargs in ({"extra": msg}, {"causal": True}):
+        with pytest.raises(ValueError, match="key_mask"):
+            attn(x, key_mask=mask, **kwargs)

@@ -254,7 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Encoder x privacy-camera privacy-utility grid.")
     parser.add_argument("--config", default=None, help="experiment YAML (default: configs/demo.yaml)")
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
-    parser.add_argument("--encoders", default=",".join(e for e in ENCODERS if e != "stprivacy"))
+    parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--spp-encoders", default="", help="encoders also trained on SPP frames (e.g. rgb)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="film levels (0 = no film)")
     parser.add_argument("--devices", default=",".join(OTHER_DEVICES), help="other cameras ('' = none)")

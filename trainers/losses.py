@@ -1,5 +1,6 @@
 """Training losses: action cross-entropy (hard targets with label smoothing, or soft targets
-under mixup/cutmix) and the privacy term, a weighted sum over the privacy heads' logits."""
+under mixup/cutmix), the privacy term, a weighted sum over the privacy heads' logits, and the
+input encoder's auxiliary losses (:func:`with_aux_losses`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +8,7 @@ from typing import Mapping
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 PRIVACY_MODES = ("aux", "adversarial", "none")
 # gradient scale from the privacy heads into the encoder, per privacy mode: aux trains the encoder
@@ -102,3 +104,22 @@ class PrivacyLoss:
         """The heads' unweighted cross-entropies summed (the extra head updates of the adversarial
         alternation: each head is its own linear layer, so each gets its own loss's gradient)."""
         return sum(self.privacy_term(logits, targets)[1].values(), torch.zeros(()))
+
+
+def with_aux_losses(losses: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Adds the model's auxiliary losses of its last forward to the total.
+
+    Args:
+        losses: what :class:`PrivacyLoss` returned.
+        model: the unwrapped model; its ``aux_losses()`` (when it has one) gives name -> weighted
+            scalar (STPrivacy's keep-ratio loss).
+
+    Returns:
+        ``losses`` with each auxiliary loss added to ``loss`` (fp32) and listed, detached, under
+        its name; unchanged when there is none.
+    """
+    aux = model.aux_losses() if hasattr(model, "aux_losses") else {}
+    if not aux:
+        return losses
+    total = losses["loss"] + sum(value.float() for value in aux.values())
+    return {**losses, "loss": total, **{name: value.detach() for name, value in aux.items()}}

@@ -19,7 +19,7 @@ from datasets.device import to_device
 from datasets.mixup import MixDraw, Mixup
 from trainers.checkpoint import CheckpointError, load_model_weights
 from trainers.distributed import all_reduce_mean_, unwrap
-from trainers.losses import PrivacyLoss
+from trainers.losses import PrivacyLoss, with_aux_losses
 from trainers.nonfinite import SkipRule
 from trainers.optim import CosineWarmupScheduler
 from trainers.precision import autocast_context
@@ -123,7 +123,8 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.skip_rule = SkipRule(self.max_nonfinite)
-        self.loss_names = ("loss", "action") + self.loss_fn.heads
+        # the input encoder's auxiliary losses (STPrivacy's keep ratio) are logged after the heads
+        self.loss_names = ("loss", "action") + self.loss_fn.heads + tuple(getattr(unwrap(self.model), "aux_loss_names", ()))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -246,7 +247,8 @@ class Trainer:
             frames, mix, action_target, privacy_targets = self._inputs(batch)
             with self._sync_context(last_in_window=drawn == window):
                 action_logits, privacy_logits, video = self._forward(frames, mix)
-                losses = self.loss_fn(action_logits, privacy_logits, action_target, privacy_targets)
+                losses = with_aux_losses(self.loss_fn(action_logits, privacy_logits, action_target, privacy_targets),
+                                         unwrap(self.model))
                 self._backward(losses["loss"] / window)
             if video is not None:
                 videos.append(video.detach())

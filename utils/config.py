@@ -28,6 +28,7 @@ from models.attention import BACKENDS
 from models.clip import CLIP_SIZES, HEAD_WIDTH
 from models.dino import COMBINES, DINO_ARCHS, FACETS
 from models.mspnet import FREEZABLE
+from models.stprivacy import stprivacy_problem
 from trainers.losses import PRIVACY_MODES
 from trainers.precision import PRECISION_DTYPES
 from utils.errors import UserError
@@ -129,8 +130,20 @@ _C.MODEL.ARCH = "ViT-B/32"  # ViT-B/32 | ViT-B/16 | ViT-L/14 | ViT-L/14-336 | cu
 _C.MODEL.PRETRAINED = ""  # OpenAI CLIP / open_clip / original-release file; "none" = random init
 _C.MODEL.ALLOW_PICKLE = False  # opt-in: unpickle original-release checkpoints (runs code from the file)
 _C.MODEL.RESUME = ""  # checkpoint to resume from: a path, "auto" (newest in OUTPUT) or ""
-_C.MODEL.ENCODER = "ifns"  # input encoder: ifns (MSPNet) | rgb | downsample | bdq
+_C.MODEL.ENCODER = "ifns"  # input encoder: ifns (MSPNet) | rgb | downsample | bdq | stprivacy
 _C.MODEL.DOWNSAMPLE_SIZE = 16  # side of the low-resolution input for ENCODER downsample
+# ENCODER stprivacy (models/stprivacy.py; docs/privacy.md): tubelet tokens, learned selection,
+# anonymisation blocks, pixels back; DATA.NUM_FRAMES must be even (tubelets of 2 frames)
+_C.MODEL.STPRIVACY = CN()
+_C.MODEL.STPRIVACY.PATCH = 16  # tubelet side P in pixels (2 x 16 x 16 tubelets, the paper's); divides DATA.INPUT_SIZE
+_C.MODEL.STPRIVACY.WIDTH = 64  # token width of its transformer (a multiple of 64)
+_C.MODEL.STPRIVACY.LAYERS = 4  # its transformer blocks; those from the last selection on anonymise
+# blocks before which a keep predictor selects tokens (DynamicViT's [3, 6, 9] of 12, scaled to 4)
+_C.MODEL.STPRIVACY.PRUNE_LAYERS = [1, 2, 3]
+# fraction of tubelets kept after the last selection (exactly round(KEEP_RATIO * S) of the S
+# tubelets of each 2-frame slice at test); may be changed at test time (--only_test --opts ...)
+_C.MODEL.STPRIVACY.KEEP_RATIO = 0.7
+_C.MODEL.STPRIVACY.RATIO_WEIGHT = 2.0  # weight of the keep-ratio loss (DynamicViT's 2.0)
 _C.MODEL.ATTN_BACKEND = "sdpa"  # attention kernels: sdpa | triton | math (reference)
 _C.MODEL.DROP_PATH_RATE = 0.0  # stochastic depth at the last vision block (linear over depth)
 _C.MODEL.TEMPORAL_LAYERS = 1  # temporal fusion transformer blocks
@@ -375,6 +388,13 @@ def _validate(cfg: CN) -> None:
     if cfg.MODEL.ENCODER == "bdq" and cfg.DATA.NUM_FRAMES < 2:
         raise ConfigError("MODEL.ENCODER bdq differences consecutive sampled frames: DATA.NUM_FRAMES "
                           f"must be at least 2, got {cfg.DATA.NUM_FRAMES}")
+    if cfg.MODEL.ENCODER == "stprivacy":
+        st = cfg.MODEL.STPRIVACY
+        problem = stprivacy_problem(num_frames=cfg.DATA.NUM_FRAMES, image_size=cfg.DATA.INPUT_SIZE, patch=st.PATCH,
+                                    width=st.WIDTH, layers=st.LAYERS, prune_layers=list(st.PRUNE_LAYERS),
+                                    keep_ratio=st.KEEP_RATIO, ratio_weight=st.RATIO_WEIGHT)
+        if problem:
+            raise ConfigError(problem)
     if cfg.DATA.CROP_ON_DEVICE and (cfg.MODEL.ENCODER != "ifns" or cfg.DATA.LAYOUT == "precomputed"):
         raise ConfigError("DATA.CROP_ON_DEVICE True needs MODEL.ENCODER ifns (gray frames) and a "
                           "DATA.LAYOUT with frames (video, frames or packed); set it False")
