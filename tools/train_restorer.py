@@ -163,17 +163,20 @@ def train(args: argparse.Namespace, cfg: CfgNode, data: PairData, device: torch.
            "warmup_steps": args.warmup_steps, "ssim_weight": args.ssim_weight, "grad_clip": args.grad_clip,
            "seed": cfg.SEED, "precision": precision, "epochs": args.epochs}
     path = output / LAST_NAME
+    seconds = 0.0  # training time of the earlier runs of a resumed checkpoint
     if args.resume:
         state = load_checkpoint_file(str(path), allow_pickle=False)
         _check_resume(state, run, data.train.names, path)
         trainer.load_state_dict(state["trainer"])
         restore_rng_state(state["rng"])
+        seconds = float(state.get("seconds", 0.0))
         logger.info("resumed %s at step %d of %d", path, trainer.step, total)
     elif path.exists():
         raise UserError(f"{path} exists; pass --resume to continue it or choose another --output")
     logger.info("restorer %s %s: %d parameters, %d steps (%d epochs of %d), %s on %s", args.arch, kwargs,
                 sum(p.numel() for p in model.parameters()), total, args.epochs, per_epoch, precision, device)
     checkpoint: dict[str, Any] = {}
+    start = time.time()
 
     def save() -> None:
         checkpoint.clear()
@@ -181,7 +184,7 @@ def train(args: argparse.Namespace, cfg: CfgNode, data: PairData, device: torch.
                           levels=levels, model=model.state_dict(), trainer=trainer.state_dict(), total_steps=total,
                           run=run, train_names=list(data.train.names),
                           val_names=list(next(iter(data.val.values())).names), config=cfg.dump(),
-                          rng=capture_rng_state())
+                          rng=capture_rng_state(), seconds=seconds + time.time() - start)
         save_checkpoint(checkpoint, path)
 
     stop = min(total, trainer.step + args.stop_after) if args.stop_after else total
@@ -234,9 +237,7 @@ def run(args: argparse.Namespace, output: Path) -> dict[str, Any]:
     levels = tuple(args.levels or [cfg.LPS.LEVEL or cfg.DATA.SYNTHETIC.LPS_LEVEL])
     data = build_pairs(cfg, levels=levels, frames=args.frames, patch=args.patch, max_train=args.max_train_videos,
                        max_val=args.max_val_videos)
-    start = time.time()
     model, checkpoint = train(args, cfg, data, device, precision, output)
-    trained = time.time() - start
     report: dict[str, Any] = {"step": checkpoint["trainer"]["step"], "total_steps": checkpoint["total_steps"]}
     if report["step"] < report["total_steps"]:
         logger.info("stopped at step %d of %d (--stop-after); --resume continues", report["step"],
@@ -261,7 +262,7 @@ def run(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         metric="mean over held-out frames of PSNR (dB) and SSIM (Gaussian 11, sigma 1.5, K 0.01 / 0.03, RGB "
                "mean) against the clean frames, outputs rounded to uint8",
         nsr=args.nsr, rl_iterations=args.rl_iterations, checkpoint=str(output / LAST_NAME),
-        seconds_train=round(trained, 1), seconds_eval=round(time.time() - start, 1))
+        seconds_train=round(checkpoint["seconds"], 1), seconds_eval=round(time.time() - start, 1))
     report["pictures"] = write_pictures(kept, output)
     return report
 

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -214,7 +215,7 @@ def evaluate_restoration(model: nn.Module, pairs: FramePairs, level: int, *, bat
         precision: autocast of the network.
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
-        keep: frames kept for a picture (the first frame of the first ``keep`` videos).
+        keep: frames kept for a picture (the first frame of ``keep`` videos spread over the set).
 
     Returns:
         ``(metrics, kept)``: metrics ``{method: {"psnr": dB, "ssim": ...}, "frames": M, "videos": V}``
@@ -226,6 +227,7 @@ def evaluate_restoration(model: nn.Module, pairs: FramePairs, level: int, *, bat
     sums = {method: {"psnr": 0.0, "ssim": 0.0} for method in METHODS}
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in ("clean",) + METHODS}
     count = videos = 0
+    shown = torch.from_numpy(np.linspace(0, len(pairs) - 1, keep).round().astype(np.int64))
     start = time.time()
     for batch in loader:
         clean, sealed = to_unit(batch["clean"], device), to_unit(batch["sealed"], device)
@@ -242,7 +244,7 @@ def evaluate_restoration(model: nn.Module, pairs: FramePairs, level: int, *, bat
             sums[method]["ssim"] += float(ssim(out, clean).sum())
         first = torch.ones_like(batch["video"], dtype=torch.bool)
         first[1:] = batch["video"][1:] != batch["video"][:-1]  # the first frame of every video
-        take = first.nonzero().flatten()[:max(keep - len(kept["clean"]), 0)].to(device)
+        take = (first & torch.isin(batch["video"], shown)).nonzero().flatten().to(device)
         for name, frames in {"clean": clean, **outputs}.items():
             kept[name] += list(frames[take].cpu())
         count += len(clean)
