@@ -42,16 +42,18 @@ class Restoration:
     """An adversary's reconstruction applied to every clip (see :class:`~datasets.wrappers.RestoredClip`).
 
     Args:
-        method: wiener | richardson_lucy.
+        method: wiener | richardson_lucy | learned.
         level: film layers the frames went through.
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
+        restorer: checkpoint of the learned restorer (a path, so the dataset stays picklable).
     """
 
     method: str
     level: int
     nsr: float
     iterations: int
+    restorer: str = ""
 
 
 class ClipDataset(Dataset):
@@ -155,7 +157,7 @@ class ClipDataset(Dataset):
             clip = SPPClip(clip, self.spp, int(rng.integers(2 ** SEED_BITS)))
         if self.restoration is not None:
             r = self.restoration
-            clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations)
+            clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations, r.restorer)
         return clip
 
     def load_item(self, index: int, epoch: int = 0) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Reconstruction attack on LPS frames: deconvolution with the film's known point-spread function.
+"""Reconstruction attack on LPS frames: deconvolution with the film's known point-spread function,
+or a restoration network trained on pairs of clean and sealed frames.
 
 An adversary who knows the film (it is sold openly) knows its PSF (:func:`datasets.lps.lps_psf`)
 and can try to undo the blur before identifying people:
@@ -12,23 +13,35 @@ and can try to undo the blur before identifying people:
 Frames are reflect-padded by the PSF radius before the FFT so the circular convolution does not
 wrap the opposite border in. Veiling glare, tint and noise are not inverted (a linear
 deconvolution cannot); the attacker network sees what is left.
+
+- **learned**: a network of :mod:`models.restorers` trained by ``tools/train_restorer.py`` on
+  (clean, sealed) pairs of other videos, which can learn to undo glare, tint and noise too. It is
+  named by its checkpoint path and loaded lazily, once per process (:func:`cached_restorer`), so a
+  dataset holding the path stays picklable and every data-loader worker loads its own copy.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from datasets.lps import PSF_TRUNCATE, LPSFilm, lps_psf
+from models.convert import load_checkpoint_file
+from models.restorers import load_restorer
+from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 RL_EPS = 1e-6  # keeps the Richardson-Lucy ratio y / (K x) finite where K x vanishes
 WIENER_NSR = 1e-2  # default noise-to-signal power ratio of the Wiener filter
 RL_ITERATIONS = 30  # default Richardson-Lucy iterations
-RESTORE_METHODS = ("none", "wiener", "richardson_lucy")
+RESTORE_METHODS = ("none", "wiener", "richardson_lucy", "learned")
+RESTORER_CACHE = 4  # restorer checkpoints kept loaded per process
 
 
 def film_psf(level: int, image_size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -127,16 +140,52 @@ def richardson_lucy(images: torch.Tensor, psf: torch.Tensor, iterations: int = R
     return estimate
 
 
+@functools.lru_cache(maxsize=RESTORER_CACHE)
+def cached_restorer(path: str) -> nn.Module:
+    """The restorer of checkpoint ``path`` in eval mode, read once per process (on the CPU).
+
+    Raises:
+        CheckpointError: see :func:`models.restorers.load_restorer`.
+    """
+    model, _ = load_restorer(path)
+    return model.requires_grad_(False)
+
+
+def check_learned_restorer(path: str, level: int, names: Iterable[str]) -> None:
+    """Checks that the restorer of ``path`` fits an attack on ``names`` at film ``level``.
+
+    Args:
+        path: a checkpoint of tools/train_restorer.py.
+        level: the film level of the attacked frames.
+        names: the attacked videos.
+
+    Raises:
+        UserError: not a restorer, trained at other levels, or trained on some of ``names`` (the
+            victims' clean frames are not the adversary's).
+    """
+    state = load_checkpoint_file(path, allow_pickle=False, mmap=True)
+    cached_restorer(path)  # fails here, in the main process, on a file that is no restorer
+    if level not in state["levels"]:
+        raise UserError(f"the restorer {path} was trained at film levels {state['levels']}, not at {level}; "
+                        "pass --level or train one at that level (tools/train_restorer.py --levels)")
+    seen = sorted(set(state["train_names"]) & set(names))
+    if seen:
+        raise UserError(f"the restorer {path} was trained on {len(seen)} of the attacked videos (e.g. {seen[0]}); "
+                        "attack only its held-out videos (privacy_attack.py --videos val, with the config it was "
+                        "trained with)")
+
+
 def restore_frames(frames: torch.Tensor, method: str, level: int, nsr: float = WIENER_NSR,
-                   iterations: int = RL_ITERATIONS) -> torch.Tensor:
-    """Restores LPS frames with the film's PSF.
+                   iterations: int = RL_ITERATIONS, restorer: str = "") -> torch.Tensor:
+    """Restores LPS frames with the film's PSF or a trained restorer.
 
     Args:
         frames: [N, 3, H, W] float in [0, 1].
-        method: none | wiener | richardson_lucy.
+        method: none | wiener | richardson_lucy | learned.
         level: film layers the frames went through (0 returns them unchanged).
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
+        restorer: checkpoint of the learned restorer (method learned), run on the frames' device.
 
     Returns:
         [N, 3, H, W] restored frames clamped to [0, 1].
@@ -145,6 +194,12 @@ def restore_frames(frames: torch.Tensor, method: str, level: int, nsr: float = W
         raise ValueError(f"unknown restore method {method!r}; choose one of {', '.join(RESTORE_METHODS)}")
     if method == "none" or level == 0:
         return frames
+    if method == "learned":
+        if not restorer:
+            raise ValueError("the learned restoration needs a restorer checkpoint")
+        model = cached_restorer(restorer).to(frames.device)
+        with torch.no_grad():
+            return model(frames.float()).clamp(0, 1).to(frames.dtype)
     psf = film_psf(level, min(frames.shape[-2:]), device=frames.device)
     if method == "wiener":
         out = wiener_deconvolve(frames, psf, nsr)

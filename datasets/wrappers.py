@@ -4,7 +4,9 @@
   the film, :func:`datasets.lps.simulate_lps`, or a lensless / coded-aperture camera,
   :func:`datasets.optics.simulate_device`) on the RGB frames with a per-sample noise generator.
 - :class:`RestoredClip`: an adversary's reconstruction of the frames with the film's known PSF
-  (:func:`datasets.restore.restore_frames`: Wiener or Richardson-Lucy).
+  (:func:`datasets.restore.restore_frames`: Wiener or Richardson-Lucy) or with a trained restorer
+  (learned; run on the CPU of the process that reads the clip, on the whole recorded frames: the
+  scale it was trained at, before the item's resize and crop).
 
 Both keep the :class:`datasets.readers.Clip` interface (``num_frames``, ``read``, ``read_luma``),
 so the item builder reads a wrapped clip as it reads any source; they read RGB from the source
@@ -70,25 +72,29 @@ class FilmClip(_RGBTransformClip):
 
 
 class RestoredClip(_RGBTransformClip):
-    """A degraded clip deconvolved with the known PSF of ``level`` film layers.
+    """A degraded clip deconvolved with the known PSF of ``level`` film layers, or restored by a
+    trained network.
 
     Args:
         clip: the degraded clip (RGB frames).
-        method: wiener | richardson_lucy (``none`` returns the frames).
+        method: wiener | richardson_lucy | learned (``none`` returns the frames).
         level: film layers the frames went through.
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
+        restorer: checkpoint of the learned restorer (loaded once per process).
     """
 
     def __init__(self, clip: Clip, method: str, level: int, nsr: float = WIENER_NSR,
-                 iterations: int = RL_ITERATIONS) -> None:
+                 iterations: int = RL_ITERATIONS, restorer: str = "") -> None:
         super().__init__(clip)
         self.method = method
         self.level = level
         self.nsr = nsr
         self.iterations = iterations
+        self.restorer = restorer
 
     def transform(self, rgb: torch.Tensor) -> torch.Tensor:
         """The reconstruction of uint8 ``[N, 3, H, W]`` frames."""
-        x = restore_frames(rgb.float() / PIXEL_MAX, self.method, self.level, self.nsr, self.iterations)
+        x = restore_frames(rgb.float() / PIXEL_MAX, self.method, self.level, self.nsr, self.iterations,
+                           self.restorer)
         return (x * PIXEL_MAX).round().to(torch.uint8)

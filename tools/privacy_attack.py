@@ -5,8 +5,9 @@ The adversary gets one of three things and trains a NEW classifier of ``--label`
 one attribute, or ``attributes``: the five attributes of P3AR-PKU at once, one softmax each):
 
 - ``--target frames``: the degraded frames the sealed camera records (the data copy the config
-  reads, plus ``LPS.LEVEL`` on-the-fly film and ``SPP.ENABLED`` obfuscation): frame t of the RGB request, CLIP-normalised;
-  optionally restored first with the known film PSF (``--restore wiener|richardson_lucy``).
+  reads, plus ``LPS.LEVEL`` on-the-fly film and ``SPP.ENABLED`` obfuscation): frame t of the RGB request,
+  CLIP-normalised; optionally restored first with the known film PSF (``--restore wiener|richardson_lucy``)
+  or by a restorer trained on other videos (``--restore learned --restorer CKPT``, tools/train_restorer.py).
 - ``--target planes``: the model input: the configured input encoder (``MODEL.ENCODER``) on its
   own items, on every layout it reads (packed and precomputed too); BDQ's learned blur and bins
   come from ``--resume`` when given.
@@ -24,7 +25,9 @@ Split rule (docs/privacy.md): inside every identity, NTU videos of odd replicati
 ...) train the attacker and videos of even replication test it; P3AR-PKU videos of setup 1 train
 it and those of setup 2 test it. No video is in both halves and the same people appear in both;
 identities without a video in one half are left out (and logged). Every video of the configured
-data folder is used, whatever the action benchmark split.
+data folder is used, whatever the action benchmark split (``--videos all``), or only the
+benchmark's validation videos (``--videos val``, the default with ``--restore learned``: the videos
+the restorer did not train on, which is checked).
 
 Writes ``<output>/privacy.json`` (percent: identity top-1/top-5; for every label its top-1,
 average precision and macro-F1 with chance levels; cMAP and macro-F1 over all of them, the
@@ -50,7 +53,7 @@ from datasets import ClipDataset, Restoration, build_datasets, collate_for, to_d
 from datasets.loader import RGB_LAYOUTS, worker_options
 from datasets.names import DATASET_LABELS, parse_name
 from datasets.pku import PKU_ATTRIBUTES
-from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR
+from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR, check_learned_restorer
 from models import FrameRequest, build_input_encoder, build_model
 from models.encoders import RGBEncoder
 from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, VIDEO_ATTACKERS, AttackError, Split, attribute_report, attribute_summary,
@@ -66,6 +69,7 @@ from utils.misc import atomic_write_text
 logger = logging.getLogger(__name__)
 
 TARGETS = ("frames", "planes", "features")
+VIDEOS = ("all", "val")  # --videos: every video of the data folder, or the benchmark's validation videos
 ALL_ATTRIBUTES = "attributes"  # --label: the five P3AR-PKU attributes at once
 LABELS = ("identity",) + tuple(PKU_ATTRIBUTES) + (ALL_ATTRIBUTES,)
 FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
@@ -90,6 +94,11 @@ def film_level(cfg: CfgNode, override: int | None) -> int:
     if not cfg.DATA.ROOT and cfg.DATA.SYNTHETIC.ENABLED and cfg.DATA.SYNTHETIC.SOURCE == "lps":
         return cfg.DATA.SYNTHETIC.LPS_LEVEL
     return 0
+
+
+def attack_videos(args: argparse.Namespace) -> str:
+    """``--videos``, defaulting to the restorer's held-out videos (val) with ``--restore learned``."""
+    return args.videos or ("val" if args.restore == "learned" else "all")
 
 
 def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
@@ -193,7 +202,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
 
     Args:
         cfg: the experiment config.
-        args: the tool's arguments (target, restore, resume, batch size, max videos).
+        args: the tool's arguments (target, restore, restorer, videos, resume, batch size, max videos).
         device: where the encoder or the frozen model runs.
 
     Returns:
@@ -210,7 +219,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         if level == 0:
             raise AttackError("--restore needs the film level: pass --level N or read LPS data "
                               "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
-        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations)
+        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations, args.restorer)
     if args.target == "frames" and cfg.DATA.LAYOUT not in RGB_LAYOUTS:
         raise AttackError(f"--target frames reads the camera's RGB frames, which DATA.LAYOUT "
                           f"{cfg.DATA.LAYOUT} does not hold; use the video or frames layout or --target planes")
@@ -225,7 +234,10 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         view = planes_view(cfg, checkpoint, args.resume).to(device).eval()
     elif args.target == "features":
         view = _feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
-    split = split_for_attacker(splits.train.names + splits.val.names, args.max_videos)
+    names = splits.val.names if attack_videos(args) == "val" else splits.train.names + splits.val.names
+    if restoration is not None and restoration.method == "learned":
+        check_learned_restorer(args.restorer, restoration.level, names)
+    split = split_for_attacker(names, args.max_videos)
     if len(split.identities) < 2:
         raise AttackError("the attacker split needs at least two identities with odd- and "
                           f"even-replication videos; the data has {len(split.identities)}")
@@ -258,7 +270,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "r3d_18, r2plus1d_18; feature probes: mlp (default for features), linear")
     parser.add_argument("--weights", default="", help="local weights file of an image attacker")
     parser.add_argument("--restore", choices=RESTORE_METHODS, default="none",
-                        help="deconvolve the frames with the film PSF first (reconstruction attack)")
+                        help="restore the frames first (reconstruction attack): film-PSF deconvolution or learned")
+    parser.add_argument("--restorer", default="", help="--restore learned: a tools/train_restorer.py checkpoint")
+    parser.add_argument("--videos", choices=VIDEOS, default=None,
+                        help="attack every video or the benchmark's validation videos (default: val with "
+                             "--restore learned, else all)")
     parser.add_argument("--level", type=int, default=None, help="film level of the PSF (default: from the config)")
     parser.add_argument("--nsr", type=float, default=WIENER_NSR, help="Wiener noise-to-signal ratio")
     parser.add_argument("--rl-iterations", type=int, default=RL_ITERATIONS)
@@ -283,6 +299,10 @@ def _check_args(args: argparse.Namespace, dataset: str) -> None:
                           f"{'linear or mlp' if args.target == 'features' else 'a frame or video attacker'}")
     if args.restore != "none" and args.target == "features":
         raise AttackError("--restore applies to frames and planes, not to --target features")
+    if (args.restore == "learned") != bool(args.restorer):
+        raise AttackError("--restore learned needs --restorer CKPT (tools/train_restorer.py), and --restorer "
+                          "only serves --restore learned")
+    args.videos = attack_videos(args)
     if args.epochs is None:
         args.epochs = FEATURE_EPOCHS if args.target == "features" else FRAME_EPOCHS
     if args.lr is None:
@@ -354,6 +374,8 @@ def run(args: argparse.Namespace) -> dict:
         "target": args.target,
         "attacker": args.attacker,
         "restore": args.restore,
+        "restorer": args.restorer,
+        "attack_videos": args.videos,
         "film_level": film_level(cfg, args.level),
         "encoder": cfg.MODEL.ENCODER,
         "epochs": args.epochs,
