@@ -47,6 +47,8 @@ class Restoration:
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
         restorer: checkpoint of the learned restorer (a path, so the dataset stays picklable).
+        camera: the privacy camera the frames came from (``LPS.DEVICE``; admm_tv inverts the
+            lensless and coded-aperture ones).
     """
 
     method: str
@@ -54,6 +56,7 @@ class Restoration:
     nsr: float
     iterations: int
     restorer: str = ""
+    camera: str = "film"
 
 
 class ClipDataset(Dataset):
@@ -157,7 +160,7 @@ class ClipDataset(Dataset):
             clip = SPPClip(clip, self.spp, int(rng.integers(2 ** SEED_BITS)))
         if self.restoration is not None:
             r = self.restoration
-            clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations, r.restorer)
+            clip = RestoredClip(clip, r.method, r.level, r.nsr, r.iterations, r.restorer, r.camera)
         return clip
 
     def load_item(self, index: int, epoch: int = 0) -> dict[str, np.ndarray]:

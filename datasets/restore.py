@@ -32,6 +32,7 @@ from torch import nn
 
 from datasets.lps import PSF_TRUNCATE, LPSFilm, lps_psf
 from models.convert import load_checkpoint_file
+from datasets.optics import admm_tv, device_psf
 from models.restorers import load_restorer
 from utils.errors import UserError
 
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 RL_EPS = 1e-6  # keeps the Richardson-Lucy ratio y / (K x) finite where K x vanishes
 WIENER_NSR = 1e-2  # default noise-to-signal power ratio of the Wiener filter
 RL_ITERATIONS = 30  # default Richardson-Lucy iterations
-RESTORE_METHODS = ("none", "wiener", "richardson_lucy", "learned")
+RESTORE_METHODS = ("none", "wiener", "richardson_lucy", "admm_tv", "learned")
+FILM_METHODS = ("wiener", "richardson_lucy")  # the film's known-PSF deconvolutions
 RESTORER_CACHE = 4  # restorer checkpoints kept loaded per process
 
 
@@ -176,16 +178,19 @@ def check_learned_restorer(path: str, level: int, names: Iterable[str]) -> None:
 
 
 def restore_frames(frames: torch.Tensor, method: str, level: int, nsr: float = WIENER_NSR,
-                   iterations: int = RL_ITERATIONS, restorer: str = "") -> torch.Tensor:
-    """Restores LPS frames with the film's PSF or a trained restorer.
+                   iterations: int = RL_ITERATIONS, restorer: str = "", camera: str = "film") -> torch.Tensor:
+    """Restores the frames of a privacy camera with its known PSF or a trained restorer.
 
     Args:
         frames: [N, 3, H, W] float in [0, 1].
-        method: none | wiener | richardson_lucy | learned.
-        level: film layers the frames went through (0 returns them unchanged).
+        method: none | wiener | richardson_lucy (film) | admm_tv (lensless, coded aperture:
+            :func:`datasets.optics.admm_tv`) | learned.
+        level: film layers (other cameras: privacy level) the frames went through (0 returns
+            them unchanged).
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
         restorer: checkpoint of the learned restorer (method learned), run on the frames' device.
+        camera: the camera that recorded them (``LPS.DEVICE``).
 
     Returns:
         [N, 3, H, W] restored frames clamped to [0, 1].
@@ -200,6 +205,11 @@ def restore_frames(frames: torch.Tensor, method: str, level: int, nsr: float = W
         model = cached_restorer(restorer).to(frames.device)
         with torch.no_grad():
             return model(frames.float()).clamp(0, 1).to(frames.dtype)
+    if (method == "admm_tv") == (camera == "film"):
+        raise ValueError(f"restore method {method} does not invert the {camera} camera: use "
+                         f"{'wiener or richardson_lucy' if camera == 'film' else 'admm_tv'}")
+    if method == "admm_tv":
+        return admm_tv(frames, device_psf(camera, level, *frames.shape[-2:]).to(frames.device))
     psf = film_psf(level, min(frames.shape[-2:]), device=frames.device)
     if method == "wiener":
         out = wiener_deconvolve(frames, psf, nsr)

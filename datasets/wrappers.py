@@ -82,19 +82,21 @@ class RestoredClip(_RGBTransformClip):
         nsr: Wiener noise-to-signal ratio.
         iterations: Richardson-Lucy iterations.
         restorer: checkpoint of the learned restorer (loaded once per process).
+        camera: the privacy camera of the frames (film | lensless | coded_aperture).
     """
 
     def __init__(self, clip: Clip, method: str, level: int, nsr: float = WIENER_NSR,
-                 iterations: int = RL_ITERATIONS, restorer: str = "") -> None:
+                 iterations: int = RL_ITERATIONS, restorer: str = "", camera: str = "film") -> None:
         super().__init__(clip)
         self.method = method
         self.level = level
         self.nsr = nsr
         self.iterations = iterations
         self.restorer = restorer
+        self.camera = camera
 
     def transform(self, rgb: torch.Tensor) -> torch.Tensor:
         """The reconstruction of uint8 ``[N, 3, H, W]`` frames."""
         x = restore_frames(rgb.float() / PIXEL_MAX, self.method, self.level, self.nsr, self.iterations,
-                           self.restorer)
+                           self.restorer, self.camera)
         return (x * PIXEL_MAX).round().to(torch.uint8)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from privacy.attackers import group_slices, topk_accuracy
+
 PERCENT = 100.0
+TOP_K = (1, 5)
 
 
 def average_precision(scores: torch.Tensor, positive: torch.Tensor) -> float:
@@ -109,3 +112,26 @@ def attribute_summary(reports: dict[str, dict]) -> dict[str, float | None]:
 
     return {"cmap": mean(ap), "cmap_chance": mean(ap_chance), "macro_f1": mean(f1),
             "macro_f1_chance": mean(f1_chance)}
+
+
+def label_metrics(probs: torch.Tensor, y: torch.Tensor, label_of: dict[str, dict[int, int]]) -> dict:
+    """privacy.json's figures of the attacker's test probabilities.
+
+    Args:
+        probs: [N, sum C] probabilities, one softmax per label (the order of ``label_of``).
+        y: [N, G] compact classes.
+        label_of: per label, value -> compact class.
+
+    Returns:
+        ``id_acc1``, ``id_acc5`` and ``chance`` when identity is learned; ``labels``: per label its
+        :func:`~privacy.metrics.attribute_report`; ``cmap``, ``cmap_chance``, ``macro_f1``,
+        ``macro_f1_chance`` over every (label, value) class.
+    """
+    groups = [len(compact) for compact in label_of.values()]
+    reports, out = {}, {}
+    for g, (head, part) in enumerate(zip(label_of, group_slices(groups))):
+        reports[head] = attribute_report(probs[:, part], y[:, g])
+        if head == "identity":
+            out.update(id_acc1=topk_accuracy(probs[:, part], y[:, g], TOP_K[0]),
+                       id_acc5=topk_accuracy(probs[:, part], y[:, g], TOP_K[1]), chance=PERCENT / groups[g])
+    return {**out, "labels": reports, **attribute_summary(reports)}

@@ -104,3 +104,16 @@ def test_lps_tool_writes_a_lensless_copy(tmp_path, capsys):
     out = cv2.imread(str(tmp_path / "out" / "clip" / "00000.jpg"))
     assert out.shape == frame.shape and np.abs(out.astype(int) - frame.astype(int)).mean() > 5
     assert "lensless" in capsys.readouterr().out
+
+
+def test_restore_frames_admm_tv_inverts_only_the_other_cameras():
+    from datasets.restore import restore_frames
+
+    scene = _scene().float()
+    measured = simulate_device(scene, "coded_aperture", 2, torch.Generator().manual_seed(0))
+    restored = restore_frames(measured, "admm_tv", 2, camera="coded_aperture")
+    torch.testing.assert_close(restored, admm_tv(measured, device_psf("coded_aperture", 2, SIDE, SIDE)))
+    with pytest.raises(ValueError, match="admm_tv"):
+        restore_frames(measured, "wiener", 2, camera="lensless")
+    with pytest.raises(ValueError, match="wiener"):
+        restore_frames(measured, "admm_tv", 2, camera="film")

@@ -23,7 +23,8 @@ from tools import privacy_attack, tradeoff
 from privacy import (CPU, AttackError, attribute_report, attribute_summary, build_attacker, split_for_attacker,
                      topk_accuracy, train_attacker, video_probabilities)
 from privacy.metrics import average_precision
-from tools.privacy_attack import attacker_dataset, build_views
+from privacy.views import attacker_dataset, planes_view, read_views
+from tools.privacy_attack import build_views
 from trainers.checkpoint import FORMAT_VERSION
 from utils.config import load_config
 
@@ -165,11 +166,11 @@ def test_bdq_planes_use_the_checkpoint_encoder(tmp_path):
     cfg = load_config(None, _opts(tmp_path) + ["MODEL.ENCODER", "bdq"])
     trained = BDQEncoder(sigma=2.5)
     state = {f"input_encoder.{k}": v for k, v in trained.state_dict().items()}
-    encoder = privacy_attack.planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
+    encoder = planes_view(cfg, {"model": {"visual.proj": torch.zeros(1), **state}}, "ckpt")
     assert encoder.sigma.item() == 2.5 and torch.equal(encoder.bins, trained.bins)
-    assert privacy_attack.planes_view(cfg, None, "").sigma.item() == BDQEncoder().sigma.item()
+    assert planes_view(cfg, None, "").sigma.item() == BDQEncoder().sigma.item()
     with pytest.raises(AttackError, match="do not fit MODEL.ENCODER bdq"):
-        privacy_attack.planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
+        planes_view(cfg, {"model": {"visual.proj": torch.zeros(1)}}, "ckpt")
 
 
 def test_features_are_the_frozen_models_encode_video(tmp_path):
@@ -403,6 +404,6 @@ def test_read_views_counts_videos_not_batches(tmp_path, caplog):
     splits = build_datasets(cfg, request=RGBEncoder.request)
     dataset = attacker_dataset(splits.val, splits.train.names)
     with caplog.at_level("WARNING"):
-        x, y = privacy_attack.read_views(dataset, RGBEncoder(), {"identity": {0: 0, 1: 1, 2: 2}}, batch_size=5,
+        x, y = read_views(dataset, RGBEncoder(), {"identity": {0: 0, 1: 1, 2: 2}}, batch_size=5,
                                          num_workers=0, device=CPU)
     assert len(x) == len(y) == len(dataset) == 12 and "unreadable" not in caplog.text

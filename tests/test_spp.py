@@ -16,6 +16,7 @@ from datasets.loader import build_datasets
 from datasets.motion_noise import backward_flow, continuous_noise, first_frame_noise, noise_images
 from datasets.spp import SelectiveObfuscation, SPPClip, blend_frames
 from models.dino import DinoFeatures, load_dino_weights, load_templates, region_template
+from privacy.views import attacker_dataset
 from tools import make_spp_template, privacy_attack, show_spp, tradeoff
 from utils.config import load_config
 from utils.errors import UserError
@@ -270,7 +271,7 @@ def test_the_config_builds_the_wrapper_for_training_and_the_attacks(tmp_path, fr
     assert torch.equal(item, splits.val[0]["frames"])  # deterministic test items
     assert (item != plain.val[0]["frames"]).float().mean() > 0.5  # threshold 0 hides every pixel
     assert not torch.equal(splits.train[(0, 0)]["frames"], splits.train[(0, 1)]["frames"])  # new noise per epoch
-    assert privacy_attack.attacker_dataset(splits.val, splits.val.names[:2]).spp is splits.val.spp
+    assert attacker_dataset(splits.val, splits.val.names[:2]).spp is splits.val.spp
     with pytest.raises(UserError, match="SPP.WEIGHTS"):
         build_datasets(make.tiny_config(frames_root, "SPP.ENABLED", "True", "SPP.TEMPLATES", str(templates)))
     with pytest.raises(UserError, match="SPP.TEMPLATES"):

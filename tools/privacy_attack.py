@@ -40,25 +40,23 @@ import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader
 from yacs.config import CfgNode
 
-from datasets import ClipDataset, Restoration, build_datasets, collate_for, to_device
-from datasets.loader import RGB_LAYOUTS, worker_options
-from datasets.names import DATASET_LABELS, parse_name
+from datasets import Restoration, build_datasets
+from datasets.loader import RGB_LAYOUTS
+from datasets.names import DATASET_LABELS
 from datasets.pku import PKU_ATTRIBUTES
 from datasets.restore import RESTORE_METHODS, RL_ITERATIONS, WIENER_NSR, check_learned_restorer
-from models import FrameRequest, build_input_encoder, build_model
+from models import FrameRequest
 from models.encoders import RGBEncoder
-from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, VIDEO_ATTACKERS, AttackError, Split, attribute_report, attribute_summary,
-                     build_attacker, group_slices, split_for_attacker, topk_accuracy, train_attacker,
-                     video_probabilities)
+from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, VIDEO_ATTACKERS, AttackError, Split, build_attacker,
+                     split_for_attacker, train_attacker, video_probabilities)
+from privacy.metrics import label_metrics
+from privacy.views import (ALL_ATTRIBUTES, View, attacker_dataset, compact_labels, feature_model, film_level,
+                           heads_of, planes_view, read_views)
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
@@ -70,130 +68,19 @@ logger = logging.getLogger(__name__)
 
 TARGETS = ("frames", "planes", "features")
 VIDEOS = ("all", "val")  # --videos: every video of the data folder, or the benchmark's validation videos
-ALL_ATTRIBUTES = "attributes"  # --label: the five P3AR-PKU attributes at once
 LABELS = ("identity",) + tuple(PKU_ATTRIBUTES) + (ALL_ATTRIBUTES,)
 FRAME_EPOCHS = 5  # default epochs of an image attacker (small: the demo frames are 32 px)
 FEATURE_EPOCHS = 200  # default epochs of a feature probe (full-batch, cheap)
 FRAME_LR = 1e-3
 FEATURE_LR = 1e-2
 FRAME_BATCH = 64
-TOP_K = (1, 5)
-PERCENT = 100.0
-ENCODER_KEY = "input_encoder."  # state-dict prefix of the input encoder inside MSPNet
 STD_EPS = 1e-6  # feature standardisation guard
 
-View = Callable[[torch.Tensor], torch.Tensor]  # uint8 frames [B, T, F, C, S, S] -> the attacker's input
-
-
-def film_level(cfg: CfgNode, override: int | None) -> int:
-    """The film level the adversary assumes: ``--level``, else LPS.LEVEL, else the synthetic one."""
-    if override is not None:
-        return override
-    if cfg.LPS.LEVEL:
-        return cfg.LPS.LEVEL
-    if not cfg.DATA.ROOT and cfg.DATA.SYNTHETIC.ENABLED and cfg.DATA.SYNTHETIC.SOURCE == "lps":
-        return cfg.DATA.SYNTHETIC.LPS_LEVEL
-    return 0
 
 
 def attack_videos(args: argparse.Namespace) -> str:
     """``--videos``, defaulting to the restorer's held-out videos (val) with ``--restore learned``."""
     return args.videos or ("val" if args.restore == "learned" else "all")
-
-
-def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
-    """``base``'s source, film, SPP, restoration and test items over ``names``, one view per video.
-
-    Args:
-        base: a test dataset of :func:`datasets.build_datasets` (deterministic sampler and crop).
-        names: the videos of one half of the attacker's split.
-
-    Returns:
-        A dataset whose items hold ``frames`` uint8 ``[1, T, F, C, S, S]`` (the segment centres,
-        the centre crop).
-    """
-    return ClipDataset(names=names, opener=base.opener, sampler=replace(base.sampler, num_clip=1),
-                       builder=replace(base.builder, num_crop=1), seed=base.seed,
-                       lps_level=base.lps_level, lps_device=base.lps_device, restoration=base.restoration,
-                       skip_bad=base.skip_bad, spp=base.spp)
-
-
-def planes_view(cfg: CfgNode, checkpoint: dict | None, resume: str) -> nn.Module:
-    """The configured input encoder, with its learned parameters from ``checkpoint`` when given."""
-    encoder = build_input_encoder(cfg)
-    if checkpoint is not None:
-        model = checkpoint.get("model", checkpoint)
-        state = {k.removeprefix(ENCODER_KEY): v for k, v in model.items() if k.startswith(ENCODER_KEY)}
-        if state or list(encoder.state_dict()):
-            try:
-                encoder.load_state_dict(state)
-            except RuntimeError:
-                raise AttackError(f"the input-encoder tensors of {resume} ({', '.join(sorted(state)) or 'none'}) "
-                                  f"do not fit MODEL.ENCODER {cfg.MODEL.ENCODER}; pass the run's config") from None
-            logger.info("input encoder %s: %d tensors loaded from %s", cfg.MODEL.ENCODER, len(state), resume)
-    elif list(encoder.parameters()):
-        logger.warning("input encoder %s has learned parameters but no --resume was given: "
-                       "attacking its initial parameters", cfg.MODEL.ENCODER)
-    return encoder
-
-
-def _feature_model(cfg: CfgNode, checkpoint: dict | None, class_names: list[str]) -> nn.Module:
-    """The trained MSPNet of ``checkpoint``, frozen."""
-    if checkpoint is None:
-        raise AttackError("--target features needs --resume CKPT (the trained model to freeze)")
-    model = build_model(cfg, class_names)
-    model.load_state_dict(checkpoint["model"])
-    return model.requires_grad_(False)
-
-
-def heads_of(label: str) -> tuple[str, ...]:
-    """The privacy labels ``--label`` names (``attributes``: the five of P3AR-PKU)."""
-    return tuple(PKU_ATTRIBUTES) if label == ALL_ATTRIBUTES else (label,)
-
-
-def compact_labels(names: list[str], heads: tuple[str, ...], identities: list[int]) -> dict[str, dict[int, int]]:
-    """Per label, its values (identity: those of the split) -> the attacker's compact classes.
-
-    Args:
-        names: the attacker's videos (both halves).
-        heads: the labels learned.
-        identities: the identities of the split (present in both halves).
-    """
-    labels = [parse_name(name).privacy_labels for name in names]
-    return {head: {value: i for i, value in enumerate(
-        identities if head == "identity" else sorted({lab[head] for lab in labels}))} for head in heads}
-
-
-@torch.no_grad()
-def read_views(dataset: ClipDataset, view: View, label_of: dict[str, dict[int, int]], *, batch_size: int,
-               num_workers: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every video of ``dataset`` as the attacker sees it.
-
-    Args:
-        dataset: an :func:`attacker_dataset`.
-        view: turns a batch of the items' frames (on ``device``) into the attacker's input.
-        label_of: per learned label, its value -> compact attacker class.
-        batch_size: videos per batch.
-        num_workers: data-loader workers.
-        device: where ``view`` runs.
-
-    Returns:
-        ``(x, y)``: float32 x [N, T, 3, S, S] or [N, E] on the CPU, int64 labels y [N, G], one
-        column per label (videos skipped as unreadable under ``DATA.SKIP_BAD`` are left out).
-    """
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_for(dataset),
-                        **worker_options(num_workers, persistent=False))
-    xs, ys = [], []
-    for batch in loader:
-        if not len(batch["index"]):  # every video of the batch was unreadable
-            continue
-        frames = to_device(batch, device)["frames"][:, 0]  # the one view: [B, T, F, C, S, S]
-        xs.append(view(frames).float().cpu())
-        ys.append(torch.stack([batch[head].apply_(compact.__getitem__) for head, compact in label_of.items()], 1))
-    read = sum(len(y) for y in ys)
-    if read < len(dataset):
-        logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - read, len(dataset))
-    return torch.cat(xs), torch.cat(ys)
 
 
 def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) -> tuple[
@@ -219,7 +106,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         if level == 0:
             raise AttackError("--restore needs the film level: pass --level N or read LPS data "
                               "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
-        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations, args.restorer)
+        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations, args.restorer, cfg.LPS.DEVICE)
     if args.target == "frames" and cfg.DATA.LAYOUT not in RGB_LAYOUTS:
         raise AttackError(f"--target frames reads the camera's RGB frames, which DATA.LAYOUT "
                           f"{cfg.DATA.LAYOUT} does not hold; use the video or frames layout or --target planes")
@@ -233,7 +120,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
     if args.target == "planes":
         view = planes_view(cfg, checkpoint, args.resume).to(device).eval()
     elif args.target == "features":
-        view = _feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
+        view = feature_model(cfg, checkpoint, splits.class_names).to(device).eval().encode_video
     names = splits.val.names if attack_videos(args) == "val" else splits.train.names + splits.val.names
     if restoration is not None and restoration.method == "learned":
         check_learned_restorer(args.restorer, restoration.level, names)
@@ -270,7 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "r3d_18, r2plus1d_18; feature probes: mlp (default for features), linear")
     parser.add_argument("--weights", default="", help="local weights file of an image attacker")
     parser.add_argument("--restore", choices=RESTORE_METHODS, default="none",
-                        help="restore the frames first (reconstruction attack): film-PSF deconvolution or learned")
+                        help="restore the frames first (reconstruction attack): the film's known-PSF deconvolution "
+                        "(wiener, richardson_lucy), ADMM-TV for the lensless and coded-aperture cameras, or learned")
     parser.add_argument("--restorer", default="", help="--restore learned: a tools/train_restorer.py checkpoint")
     parser.add_argument("--videos", choices=VIDEOS, default=None,
                         help="attack every video or the benchmark's validation videos (default: val with "
@@ -307,29 +195,6 @@ def _check_args(args: argparse.Namespace, dataset: str) -> None:
         args.epochs = FEATURE_EPOCHS if args.target == "features" else FRAME_EPOCHS
     if args.lr is None:
         args.lr = FEATURE_LR if args.target == "features" else FRAME_LR
-
-
-def label_metrics(probs: torch.Tensor, y: torch.Tensor, label_of: dict[str, dict[int, int]]) -> dict:
-    """privacy.json's figures of the attacker's test probabilities.
-
-    Args:
-        probs: [N, sum C] probabilities, one softmax per label (the order of ``label_of``).
-        y: [N, G] compact classes.
-        label_of: per label, value -> compact class.
-
-    Returns:
-        ``id_acc1``, ``id_acc5`` and ``chance`` when identity is learned; ``labels``: per label its
-        :func:`~privacy.metrics.attribute_report`; ``cmap``, ``cmap_chance``, ``macro_f1``,
-        ``macro_f1_chance`` over every (label, value) class.
-    """
-    groups = [len(compact) for compact in label_of.values()]
-    reports, out = {}, {}
-    for g, (head, part) in enumerate(zip(label_of, group_slices(groups))):
-        reports[head] = attribute_report(probs[:, part], y[:, g])
-        if head == "identity":
-            out.update(id_acc1=topk_accuracy(probs[:, part], y[:, g], TOP_K[0]),
-                       id_acc5=topk_accuracy(probs[:, part], y[:, g], TOP_K[1]), chance=PERCENT / groups[g])
-    return {**out, "labels": reports, **attribute_summary(reports)}
 
 
 def run(args: argparse.Namespace) -> dict:

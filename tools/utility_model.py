@@ -5,7 +5,7 @@ A torchvision 3D CNN (``--arch r3d_18 | r2plus1d_18``, or the frame-features GRU
 trained from scratch on the frozen output of the configured input encoder (``MODEL.ENCODER``; a
 learned encoder such as BDQ takes its parameters from ``--resume``) for the action labels of the
 benchmark's training videos, and tested on its validation videos. Each video is read once, as the
-attacks read it (:func:`tools.privacy_attack.attacker_dataset`: the segment centres, the centre
+attacks read it (:func:`privacy.views.attacker_dataset`: the segment centres, the centre
 crop, through the shared data path with its film simulation); training augments by translation
 and flip. Writes ``<output>/utility.json`` (percent: ``acc1``, ``acc5``, ``mean_class_acc``,
 ``chance``) and ``<output>/log.txt``.
@@ -27,7 +27,7 @@ import torch
 
 from datasets import build_datasets
 from privacy import VIDEO_ATTACKERS, build_attacker, topk_accuracy, train_attacker, video_probabilities
-from tools.privacy_attack import attacker_dataset, planes_view, read_views
+from privacy.views import attacker_dataset, planes_view, read_views
 from trainers.checkpoint import load_checkpoint
 from trainers.metrics import PERCENT, per_class_accuracy
 from utils.allocator import keep_freed_memory
