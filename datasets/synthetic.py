@@ -1,5 +1,5 @@
-"""Writes the synthetic LPS-NTU set (:mod:`datasets.synthetic_ntu`, drawn with
-:mod:`datasets.synthetic_scene`) and keeps it in the cache.
+"""Writes the synthetic sets and keeps them in the cache: LPS-NTU (:mod:`datasets.synthetic_ntu`)
+and P3AR-PKU (:mod:`datasets.synthetic_pku`), both drawn with :mod:`datasets.synthetic_scene`.
 
 Each scene is written four times from the same rendering: raw and LPS-degraded
 (:func:`datasets.lps.simulate_lps` at ``lps_level``, seeded per clip), as JPEG frame folders and as
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from datasets import synthetic_ntu
+from datasets import synthetic_ntu, synthetic_pku
 from datasets.lps import simulate_lps
 from datasets.synthetic_ntu import GENERATOR_VERSION, ClipKey, clip_keys, render_clip
 from utils.paths import synthetic_cache_dir
@@ -43,7 +43,7 @@ from utils.errors import UserError
 logger = logging.getLogger(__name__)
 
 __all__ = ["COPIES", "DEFAULT_WORKERS", "GENERATOR_VERSION", "ClipKey", "clip_keys", "render_clip",
-           "generate", "ensure_synthetic"]
+           "generate", "generate_pku", "ensure_synthetic"]
 
 JPEG_QUALITY = 95  # cv2.IMWRITE_JPEG_QUALITY of every frame
 VIDEO_FOURCC = "mp4v"
@@ -56,8 +56,9 @@ MIN_CLIPS_PER_WORKER = 64  # fewer clips than this per process do not repay a wo
 # scene -> (renders a key's raw frames, the seed of its film noise)
 _SCENES: dict[str, tuple[Callable[..., np.ndarray], Callable[..., int]]] = {
     "ntu": (synthetic_ntu.render_clip, synthetic_ntu.lps_noise_seed),
+    "pku": (synthetic_pku.render_pku_clip, synthetic_pku.lps_noise_seed),
 }
-_SET_NAMES = {"ntu": "synthetic LPS-NTU"}  # in logs and progress bars
+_SET_NAMES = {"ntu": "synthetic LPS-NTU", "pku": "synthetic P3AR-PKU"}  # in logs and progress bars
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class _Job:
     """Everything a worker needs to render and write one clip."""
 
     scene: str
-    key: ClipKey
+    key: object  # ClipKey (ntu) or datasets.pku.PkuName (pku)
     root: str
     seed: int
     size: int
@@ -177,6 +178,44 @@ def generate(out: Path, *, seed: int, size: int, num_frames: int, num_actions: i
                       lps_level=lps_level, workers=workers, progress=progress)
 
 
+def generate_pku(out: Path, *, seed: int, size: int, num_frames: int, num_actions: int, num_people: int,
+                 num_setups: int = synthetic_pku.NUM_SETUPS, num_cameras: int = synthetic_pku.NUM_CAMERAS,
+                 lps_level: int, workers: int = DEFAULT_WORKERS, progress: bool = True) -> Path:
+    """Writes a synthetic P3AR-PKU set into ``out`` (through a temporary sibling, renamed at the end).
+
+    ``meta.json`` also records every person's drawn attributes (``people``).
+
+    Args:
+        out: destination folder; must not exist yet.
+        seed: dataset seed (same seed and sizes, same bytes).
+        size: frame side in pixels.
+        num_frames: frames per clip.
+        num_actions: actions A.
+        num_people: people P (their attributes are drawn once, from the seed).
+        num_setups: setups S (1 or 2; xset: setup 1 trains, setup 2 validates).
+        num_cameras: cameras R (1 to 3).
+        lps_level: film layers of the degraded copy (1..3).
+        workers: processes rendering clips (1 = in this process).
+        progress: show a progress bar.
+
+    Returns:
+        ``out``.
+    """
+    out = Path(out)
+    counts = {"actions": num_actions, "people": num_people, "setups": num_setups, "cameras": num_cameras}
+    _check_request(out, counts, size=size, num_frames=num_frames, workers=workers, lps_level=lps_level)
+    synthetic_pku.check_counts(num_setups=num_setups, num_cameras=num_cameras)
+    keys = synthetic_pku.pku_clip_keys(seed=seed, num_actions=num_actions, num_people=num_people,
+                                       num_setups=num_setups, num_cameras=num_cameras)
+    meta = {"dataset": "pku", "generator_version": synthetic_pku.GENERATOR_VERSION, "seed": seed,
+            "size": size, "num_frames": num_frames, "counts": counts, "lps_level": lps_level,
+            "fps": VIDEO_FPS, "jpeg_quality": JPEG_QUALITY,
+            "people": {str(p): a for p, a in synthetic_pku.person_attributes(seed, num_people).items()},
+            "names": [key.name for key in keys]}
+    return _write_set(out, "pku", keys, meta, seed=seed, size=size, num_frames=num_frames,
+                      lps_level=lps_level, workers=workers, progress=progress)
+
+
 def _run_jobs(jobs: list[_Job], *, workers: int, progress: bool, desc: str) -> None:
     bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
     workers = min(workers, max(1, len(jobs) // MIN_CLIPS_PER_WORKER))
@@ -199,11 +238,26 @@ def _generate_from_config(cfg: CfgNode, out: Path) -> None:
     common = dict(seed=syn.SEED, size=syn.SIZE, num_frames=syn.NUM_FRAMES, num_actions=syn.NUM_ACTIONS,
                   num_setups=syn.NUM_SETUPS, num_cameras=syn.NUM_CAMERAS, lps_level=syn.LPS_LEVEL,
                   workers=min(DEFAULT_WORKERS, os.cpu_count() or 1), progress=False)
-    generate(out, num_performers=syn.NUM_PERFORMERS, num_replications=syn.NUM_REPLICATIONS, **common)
+    if cfg.DATA.DATASET == "pku":
+        generate_pku(out, num_people=syn.NUM_PERFORMERS, **common)
+    else:
+        generate(out, num_performers=syn.NUM_PERFORMERS, num_replications=syn.NUM_REPLICATIONS, **common)
+
+
+def _check_config(cfg: CfgNode) -> None:
+    """Refuses synthetic settings the dataset's names cannot express (UserError)."""
+    syn = cfg.DATA.SYNTHETIC
+    if cfg.DATA.DATASET == "pku":
+        if syn.NUM_REPLICATIONS != 1:
+            raise UserError(f"DATA.SYNTHETIC.NUM_REPLICATIONS must be 1 for DATA.DATASET pku (P3AR-PKU "
+                            f"names have no replication field), got {syn.NUM_REPLICATIONS}")
+        synthetic_pku.check_counts(num_setups=syn.NUM_SETUPS, num_cameras=syn.NUM_CAMERAS)
 
 
 def ensure_synthetic(cfg: CfgNode) -> Path:
-    """Returns the synthetic set of ``cfg`` (``DATA.SYNTHETIC.*``), generating it when missing.
+    """Returns the synthetic set of ``cfg`` (``DATA.SYNTHETIC.*``), generating it when missing:
+    P3AR-PKU for ``DATA.DATASET pku`` (``NUM_PERFORMERS`` people, ``NUM_REPLICATIONS`` 1), else
+    LPS-NTU.
 
     Safe when several processes (DDP ranks) call it at once: one generates under a file lock while
     the others wait, and the set only appears complete (atomic rename).
@@ -212,8 +266,9 @@ def ensure_synthetic(cfg: CfgNode) -> Path:
         cfg: the experiment config.
 
     Raises:
-        UserError: an incomplete cache folder.
+        UserError: settings the dataset's names cannot express, or an incomplete cache folder.
     """
+    _check_config(cfg)
     out = synthetic_cache_dir(cfg)
     if (out / META_FILE).is_file():
         return out
@@ -226,7 +281,7 @@ def ensure_synthetic(cfg: CfgNode) -> Path:
             raise UserError(f"synthetic cache {out} is incomplete (no {META_FILE}): delete it")
         for stale in out.parent.glob(f".{out.name}.tmp-*"):  # left by a killed generation
             shutil.rmtree(stale, ignore_errors=True)
-        what = _SET_NAMES["ntu"]
+        what = _SET_NAMES["pku" if cfg.DATA.DATASET == "pku" else "ntu"]
         logger.info("generating the %s set into %s", what, out)
         start = time.time()
         _generate_from_config(cfg, out)
