@@ -5,7 +5,8 @@ Layouts (``DATA.LAYOUT``): ``video`` (``DATA.ROOT/<name>DATA.VIDEO_EXT``), ``fra
 ``DATA.AVG_ROOT/<name>/<i>.jpg``) and ``packed`` (``DATA.PACKED_ROOT``, gray frames in
 memory-mapped shards, see :mod:`datasets.packed`). Sample names are the NTU- or P3AR-PKU-named
 entries under the root, or the split lists when given. With ``DATA.ROOT == ""`` and
-``DATA.SYNTHETIC.ENABLED`` the synthetic LPS-NTU set is generated once into the cache and read.
+``DATA.SYNTHETIC.ENABLED`` the synthetic set (LPS-NTU, or P3AR-PKU for ``DATA.DATASET pku``) is
+generated once into the cache and read.
 """
 from __future__ import annotations
 

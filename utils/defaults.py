@@ -46,16 +46,16 @@ _C.DATA.NUM_WORKERS = 4  # data-loader worker processes per rank
 _C.DATA.PIN_MEMORY = True  # pin host memory for faster host-to-device copies (GPU only)
 _C.DATA.SKIP_BAD = False  # True: skip and count unreadable samples; False: stop with an error
 _C.DATA.SYNTHETIC = CN()
-_C.DATA.SYNTHETIC.ENABLED = False  # generate the synthetic LPS-NTU set into the cache when missing
+_C.DATA.SYNTHETIC.ENABLED = False  # generate the synthetic set into the cache when missing (pku: P3AR-PKU)
 _C.DATA.SYNTHETIC.CACHE = ""  # cache folder; "" = $LPS_HAR_CACHE or ~/.cache/lps_har
 _C.DATA.SYNTHETIC.SEED = 0  # generator seed (same seed, same bytes)
 _C.DATA.SYNTHETIC.SIZE = 32  # frame side in pixels
 _C.DATA.SYNTHETIC.NUM_FRAMES = 24  # frames per synthetic clip
 _C.DATA.SYNTHETIC.NUM_ACTIONS = 10  # actions (motions)
-_C.DATA.SYNTHETIC.NUM_PERFORMERS = 10  # identities (appearances)
-_C.DATA.SYNTHETIC.NUM_SETUPS = 4  # setups (background / lighting); even = train under xset
-_C.DATA.SYNTHETIC.NUM_CAMERAS = 2  # cameras (viewpoints)
-_C.DATA.SYNTHETIC.NUM_REPLICATIONS = 2  # replications per (setup, camera, performer, action)
+_C.DATA.SYNTHETIC.NUM_PERFORMERS = 10  # identities (appearances; pku: people)
+_C.DATA.SYNTHETIC.NUM_SETUPS = 4  # setups (background / lighting); even = train under xset (pku: 1-2)
+_C.DATA.SYNTHETIC.NUM_CAMERAS = 2  # cameras (viewpoints; pku: 1-3)
+_C.DATA.SYNTHETIC.NUM_REPLICATIONS = 2  # per (setup, camera, performer, action); pku: 1 (no R in names)
 _C.DATA.SYNTHETIC.LPS_LEVEL = 2  # film layers used for the degraded copy (1..3)
 _C.DATA.SYNTHETIC.SOURCE = "lps"  # which copy the model reads: lps | raw
 

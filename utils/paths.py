@@ -25,11 +25,13 @@ def resolve_path(path: str) -> str:
 
 
 def synthetic_cache_dir(cfg: CfgNode) -> Path:
-    """The folder the synthetic LPS-NTU set of ``cfg`` lives in (one folder per generator setting)."""
+    """The folder the synthetic set of ``cfg`` lives in (one folder per generator setting): LPS-NTU,
+    or P3AR-PKU for ``DATA.DATASET pku`` (whose names have no replication field)."""
     syn = cfg.DATA.SYNTHETIC
     base = syn.CACHE or os.environ.get("LPS_HAR_CACHE") or os.path.join("~", ".cache", "lps_har")
-    name = (f"synth_ntu_s{syn.SEED}_px{syn.SIZE}_f{syn.NUM_FRAMES}_a{syn.NUM_ACTIONS}"
-            f"_p{syn.NUM_PERFORMERS}_S{syn.NUM_SETUPS}_C{syn.NUM_CAMERAS}_R{syn.NUM_REPLICATIONS}"
+    family, replications = ("pku", "") if cfg.DATA.DATASET == "pku" else ("ntu", f"_R{syn.NUM_REPLICATIONS}")
+    name = (f"synth_{family}_s{syn.SEED}_px{syn.SIZE}_f{syn.NUM_FRAMES}_a{syn.NUM_ACTIONS}"
+            f"_p{syn.NUM_PERFORMERS}_S{syn.NUM_SETUPS}_C{syn.NUM_CAMERAS}{replications}"
             f"_l{syn.LPS_LEVEL}")
     return Path(os.path.expanduser(base)) / name
 
