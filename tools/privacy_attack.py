@@ -36,11 +36,9 @@ attribute protocol of SPAct / STPrivacy / VISPR, :mod:`privacy.metrics`) and ``<
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import torch
 from yacs.config import CfgNode
@@ -60,9 +58,7 @@ from privacy.views import (ALL_ATTRIBUTES, View, attacker_dataset, compact_label
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
-from utils.errors import UserError
-from utils.logger import setup_logging
-from utils.misc import atomic_write_text
+from utils.cli import run_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -266,17 +262,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Runs the attack and writes privacy.json; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(output))
-    try:
-        metrics = run(args)
-    except UserError as exc:
-        logger.error("%s", exc)
-        return 2
-    atomic_write_text(output / "privacy.json", json.dumps(metrics, indent=1) + "\n")
-    logger.info("wrote %s", output / "privacy.json")
-    return 0
+    return run_to_json(args.output, lambda: run(args), "privacy.json")
 
 
 if __name__ == "__main__":

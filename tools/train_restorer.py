@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -42,10 +41,10 @@ from models.restorers import FFN_EXPANSION, RESTORER_ARCHS, RESTORER_FORMAT, bui
 from trainers.checkpoint import LAST_NAME, save_checkpoint
 from trainers.restorer import METHODS, RestorerTrainer, evaluate_restoration, fit
 from utils.config import load_config
-from utils.errors import USER_ERROR_EXIT_CODE, UserError
+from utils.errors import UserError
 from utils.image_metrics import psnr, ssim
-from utils.logger import setup_logging
-from utils.misc import atomic_write_text, capture_rng_state, restore_rng_state
+from utils.cli import run_to_json
+from utils.misc import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -267,21 +266,15 @@ def run(args: argparse.Namespace, output: Path) -> dict[str, Any]:
     return report
 
 
+def _report_or_none(report: dict) -> dict | None:
+    """The report to write: None when no level was scored (``--stop-after`` before evaluation)."""
+    return report if "levels" in report else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Trains the restorer and writes restorer.json; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(output))
-    try:
-        report = run(args, output)
-    except UserError as exc:
-        logger.error("%s", exc)
-        return USER_ERROR_EXIT_CODE
-    if "levels" in report:
-        atomic_write_text(output / "restorer.json", json.dumps(report, indent=1) + "\n")
-        logger.info("wrote %s", output / "restorer.json")
-    return 0
+    return run_to_json(args.output, lambda: _report_or_none(run(args, Path(args.output))), "restorer.json")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -32,9 +30,7 @@ from trainers.checkpoint import load_checkpoint
 from trainers.metrics import PERCENT, per_class_accuracy
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
-from utils.errors import UserError
-from utils.logger import setup_logging
-from utils.misc import atomic_write_text
+from utils.cli import run_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -100,17 +96,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Runs the tool and writes utility.json; returns the exit code (2 on a user error)."""
     args = parse_args(argv)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(output))
-    try:
-        metrics = run(args)
-    except UserError as exc:
-        logger.error("%s", exc)
-        return 2
-    atomic_write_text(output / RESULT_NAME, json.dumps(metrics, indent=1) + "\n")
-    logger.info("wrote %s", output / RESULT_NAME)
-    return 0
+    return run_to_json(args.output, lambda: run(args), RESULT_NAME)
 
 
 if __name__ == "__main__":
