@@ -147,11 +147,12 @@ class PairData:
 
 
 def clean_config(cfg: CfgNode) -> CfgNode:
-    """``cfg`` reading clean frames: the synthetic set's raw copy, no on-the-fly film."""
+    """``cfg`` reading clean frames: the synthetic set's raw copy, no on-the-fly camera, no SPP."""
     out = cfg.clone()
     out.defrost()
     out.DATA.SYNTHETIC.SOURCE = "raw"
     out.LPS.LEVEL = 0
+    out.SPP.ENABLED = False
     out.freeze()
     return out
 

@@ -1,9 +1,10 @@
 """Writes the synthetic sets and keeps them in the cache: LPS-NTU (:mod:`datasets.synthetic_ntu`)
 and P3AR-PKU (:mod:`datasets.synthetic_pku`), both drawn with :mod:`datasets.synthetic_scene`.
 
-Each scene is written four times from the same rendering: raw and LPS-degraded
-(:func:`datasets.lps.simulate_lps` at ``lps_level``, seeded per clip), as JPEG frame folders and as
-mp4 videos::
+Each scene is written four times from the same rendering: raw and degraded by a privacy camera
+(``device``: the LPS film of :func:`datasets.lps.simulate_lps`, or the lensless or coded-aperture
+camera of :mod:`datasets.optics`, at ``lps_level``, its noise seeded per clip; the degraded copy is
+named ``lps`` whatever the camera), as JPEG frame folders and as mp4 videos::
 
     <out>/raw/frames/<name>/00000.jpg ...   <out>/lps/frames/<name>/00000.jpg ...
     <out>/raw/videos/<name>.mp4             <out>/lps/videos/<name>.mp4
@@ -35,7 +36,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from datasets import synthetic_ntu, synthetic_pku
-from datasets.lps import simulate_lps
+from datasets.optics import CAMERAS, simulate_device
 from datasets.synthetic_ntu import GENERATOR_VERSION, ClipKey, clip_keys, render_clip
 from utils.paths import synthetic_cache_dir
 from utils.errors import UserError
@@ -50,7 +51,7 @@ VIDEO_FOURCC = "mp4v"
 VIDEO_FPS = 30.0
 FRAME_NAME = "{:05d}.jpg"
 META_FILE = "meta.json"
-COPIES = ("raw", "lps")  # the clean and the film-degraded copy (DATA.SYNTHETIC.SOURCE choices)
+COPIES = ("raw", "lps")  # the clean and the camera-degraded copy (DATA.SYNTHETIC.SOURCE choices)
 DEFAULT_WORKERS = 2  # rendering processes (the demo target is a 2-core machine)
 MIN_CLIPS_PER_WORKER = 64  # fewer clips than this per process do not repay a worker's start-up
 # scene -> (renders a key's raw frames, the seed of its film noise)
@@ -72,6 +73,7 @@ class _Job:
     size: int
     num_frames: int
     lps_level: int
+    device: str
 
 
 def _write_frames(folder: Path, frames: np.ndarray) -> None:
@@ -99,7 +101,7 @@ def _make_clip(job: _Job) -> str:
     raw = render(key, seed=job.seed, size=job.size, num_frames=job.num_frames)
     generator = torch.Generator().manual_seed(noise_seed(key, job.seed))
     frames = torch.from_numpy(raw).permute(0, 3, 1, 2)  # [T, 3, H, W]
-    lps = simulate_lps(frames, job.lps_level, generator).permute(0, 2, 3, 1).contiguous().numpy()
+    lps = simulate_device(frames, job.device, job.lps_level, generator).permute(0, 2, 3, 1).contiguous().numpy()
     for copy, data in zip(COPIES, (raw, lps)):
         _write_frames(root / copy / "frames" / key.name, data)
         _write_video(root / copy / "videos" / f"{key.name}.mp4", data)
@@ -112,7 +114,7 @@ def _init_worker() -> None:
 
 
 def _check_request(out: Path, counts: dict[str, int], *, size: int, num_frames: int, workers: int,
-                   lps_level: int) -> None:
+                   lps_level: int, device: str) -> None:
     """Refuses an existing output folder and counts or sizes out of range (UserError)."""
     if out.exists():
         raise UserError(f"synthetic output {out} already exists: delete it or choose another folder")
@@ -121,16 +123,18 @@ def _check_request(out: Path, counts: dict[str, int], *, size: int, num_frames: 
             raise UserError(f"synthetic {what} must be >= 1, got {value}")
     if not 1 <= lps_level <= 3:
         raise UserError(f"synthetic lps_level must be 1, 2 or 3, got {lps_level}")
+    if device not in CAMERAS:
+        raise UserError(f"synthetic device must be one of {', '.join(CAMERAS)}, got {device!r}")
 
 
 def _write_set(out: Path, scene: str, keys: list, meta: dict, *, seed: int, size: int, num_frames: int,
-               lps_level: int, workers: int, progress: bool) -> Path:
+               lps_level: int, device: str, workers: int, progress: bool) -> Path:
     """Renders ``keys`` into a temporary sibling of ``out``, writes ``meta`` and renames it to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     for copy in COPIES:
         (tmp / copy / "videos").mkdir(parents=True)
-    jobs = [_Job(scene, key, str(tmp), seed, size, num_frames, lps_level) for key in keys]
+    jobs = [_Job(scene, key, str(tmp), seed, size, num_frames, lps_level, device) for key in keys]
     try:
         _run_jobs(jobs, workers=workers, progress=progress, desc=_SET_NAMES[scene])
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
@@ -143,7 +147,7 @@ def _write_set(out: Path, scene: str, keys: list, meta: dict, *, seed: int, size
 
 def generate(out: Path, *, seed: int, size: int, num_frames: int, num_actions: int,
              num_performers: int, num_setups: int, num_cameras: int, num_replications: int,
-             lps_level: int, workers: int = DEFAULT_WORKERS, progress: bool = True) -> Path:
+             lps_level: int, device: str = "film", workers: int = DEFAULT_WORKERS, progress: bool = True) -> Path:
     """Writes a synthetic LPS-NTU set into ``out`` (through a temporary sibling, renamed at the end).
 
     Args:
@@ -156,7 +160,8 @@ def generate(out: Path, *, seed: int, size: int, num_frames: int, num_actions: i
         num_setups: setups S.
         num_cameras: cameras C.
         num_replications: replications R.
-        lps_level: film layers of the degraded copy (1..3).
+        lps_level: privacy level of the degraded copy (1..3; the film's layers).
+        device: the camera of the degraded copy: film | lensless | coded_aperture.
         workers: processes rendering clips (1 = in this process).
         progress: show a progress bar.
 
@@ -166,21 +171,23 @@ def generate(out: Path, *, seed: int, size: int, num_frames: int, num_actions: i
     out = Path(out)
     counts = {"actions": num_actions, "performers": num_performers, "setups": num_setups,
               "cameras": num_cameras, "replications": num_replications}
-    _check_request(out, counts, size=size, num_frames=num_frames, workers=workers, lps_level=lps_level)
+    _check_request(out, counts, size=size, num_frames=num_frames, workers=workers, lps_level=lps_level,
+                   device=device)
     keys = clip_keys(num_actions=num_actions, num_performers=num_performers,
                      num_setups=num_setups, num_cameras=num_cameras,
                      num_replications=num_replications)
     meta = {"generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
-            "num_frames": num_frames, "counts": counts, "lps_level": lps_level,
+            "num_frames": num_frames, "counts": counts, "lps_level": lps_level, "device": device,
             "fps": VIDEO_FPS, "jpeg_quality": JPEG_QUALITY,
             "names": [key.name for key in keys]}
     return _write_set(out, "ntu", keys, meta, seed=seed, size=size, num_frames=num_frames,
-                      lps_level=lps_level, workers=workers, progress=progress)
+                      lps_level=lps_level, device=device, workers=workers, progress=progress)
 
 
 def generate_pku(out: Path, *, seed: int, size: int, num_frames: int, num_actions: int, num_people: int,
                  num_setups: int = synthetic_pku.NUM_SETUPS, num_cameras: int = synthetic_pku.NUM_CAMERAS,
-                 lps_level: int, workers: int = DEFAULT_WORKERS, progress: bool = True) -> Path:
+                 lps_level: int, device: str = "film", workers: int = DEFAULT_WORKERS,
+                 progress: bool = True) -> Path:
     """Writes a synthetic P3AR-PKU set into ``out`` (through a temporary sibling, renamed at the end).
 
     ``meta.json`` also records every person's drawn attributes (``people``).
@@ -194,7 +201,8 @@ def generate_pku(out: Path, *, seed: int, size: int, num_frames: int, num_action
         num_people: people P (their attributes are drawn once, from the seed).
         num_setups: setups S (1 or 2; xset: setup 1 trains, setup 2 validates).
         num_cameras: cameras R (1 to 3).
-        lps_level: film layers of the degraded copy (1..3).
+        lps_level: privacy level of the degraded copy (1..3; the film's layers).
+        device: the camera of the degraded copy: film | lensless | coded_aperture.
         workers: processes rendering clips (1 = in this process).
         progress: show a progress bar.
 
@@ -203,17 +211,18 @@ def generate_pku(out: Path, *, seed: int, size: int, num_frames: int, num_action
     """
     out = Path(out)
     counts = {"actions": num_actions, "people": num_people, "setups": num_setups, "cameras": num_cameras}
-    _check_request(out, counts, size=size, num_frames=num_frames, workers=workers, lps_level=lps_level)
+    _check_request(out, counts, size=size, num_frames=num_frames, workers=workers, lps_level=lps_level,
+                   device=device)
     synthetic_pku.check_counts(num_setups=num_setups, num_cameras=num_cameras)
     keys = synthetic_pku.pku_clip_keys(seed=seed, num_actions=num_actions, num_people=num_people,
                                        num_setups=num_setups, num_cameras=num_cameras)
     meta = {"dataset": "pku", "generator_version": synthetic_pku.GENERATOR_VERSION, "seed": seed,
-            "size": size, "num_frames": num_frames, "counts": counts, "lps_level": lps_level,
+            "size": size, "num_frames": num_frames, "counts": counts, "lps_level": lps_level, "device": device,
             "fps": VIDEO_FPS, "jpeg_quality": JPEG_QUALITY,
             "people": {str(p): a for p, a in synthetic_pku.person_attributes(seed, num_people).items()},
             "names": [key.name for key in keys]}
     return _write_set(out, "pku", keys, meta, seed=seed, size=size, num_frames=num_frames,
-                      lps_level=lps_level, workers=workers, progress=progress)
+                      lps_level=lps_level, device=device, workers=workers, progress=progress)
 
 
 def _run_jobs(jobs: list[_Job], *, workers: int, progress: bool, desc: str) -> None:
@@ -237,6 +246,7 @@ def _generate_from_config(cfg: CfgNode, out: Path) -> None:
     syn = cfg.DATA.SYNTHETIC
     common = dict(seed=syn.SEED, size=syn.SIZE, num_frames=syn.NUM_FRAMES, num_actions=syn.NUM_ACTIONS,
                   num_setups=syn.NUM_SETUPS, num_cameras=syn.NUM_CAMERAS, lps_level=syn.LPS_LEVEL,
+                  device=syn.DEVICE,
                   workers=min(DEFAULT_WORKERS, os.cpu_count() or 1), progress=False)
     if cfg.DATA.DATASET == "pku":
         generate_pku(out, num_people=syn.NUM_PERFORMERS, **common)

@@ -13,12 +13,16 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from yacs.config import CfgNode
 
-from datasets import ClipDataset, collate_for, to_device
+from datasets import ClipDataset, build_datasets, collate_for, to_device
 from datasets.loader import worker_options
 from datasets.names import parse_name
+from datasets.pairs import clean_config
 from datasets.pku import PKU_ATTRIBUTES
 from models import build_input_encoder, build_model
+from models.encoders import CLIP_MEAN, CLIP_STD, RGBEncoder
 from privacy.attackers import AttackError
+from utils.image_metrics import psnr, ssim
+from utils.misc import PIXEL_MAX
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +38,18 @@ def film_level(cfg: CfgNode, override: int | None) -> int:
         return override
     if cfg.LPS.LEVEL:
         return cfg.LPS.LEVEL
-    if not cfg.DATA.ROOT and cfg.DATA.SYNTHETIC.ENABLED and cfg.DATA.SYNTHETIC.SOURCE == "lps":
-        return cfg.DATA.SYNTHETIC.LPS_LEVEL
-    return 0
+    return cfg.DATA.SYNTHETIC.LPS_LEVEL if _reads_degraded_copy(cfg) else 0
+
+
+def _reads_degraded_copy(cfg: CfgNode) -> bool:
+    """Whether the config reads the synthetic set's degraded copy."""
+    return not cfg.DATA.ROOT and cfg.DATA.SYNTHETIC.ENABLED and cfg.DATA.SYNTHETIC.SOURCE == "lps"
+
+
+def camera_device(cfg: CfgNode) -> str:
+    """The camera behind the frames the config reads: ``LPS.DEVICE`` when simulated on the fly,
+    else the synthetic degraded copy's ``DATA.SYNTHETIC.DEVICE``, else the film."""
+    return cfg.DATA.SYNTHETIC.DEVICE if not cfg.LPS.LEVEL and _reads_degraded_copy(cfg) else cfg.LPS.DEVICE
 
 
 def attacker_dataset(base: ClipDataset, names: list[str]) -> ClipDataset:
@@ -132,3 +145,44 @@ def read_views(dataset: ClipDataset, view: View, label_of: dict[str, dict[int, i
     if read < len(dataset):
         logger.warning("%d of %d videos were unreadable and are left out", len(dataset) - read, len(dataset))
     return torch.cat(xs), torch.cat(ys)
+
+
+def has_clean_reference(cfg: CfgNode, restored: bool) -> bool:
+    """Whether the clean frames behind the camera frames the config reads exist and differ from them:
+    the synthetic set (its raw copy) or a clean source under an on-the-fly camera (``LPS.LEVEL``),
+    with a camera, SPP or a restoration between them (recorded data has no clean copy)."""
+    synthetic = cfg.DATA.SYNTHETIC.ENABLED and not cfg.DATA.ROOT
+    degraded = restored or cfg.LPS.LEVEL > 0 or cfg.SPP.ENABLED or film_level(cfg, None) > 0
+    return degraded and (synthetic or cfg.LPS.LEVEL > 0)
+
+
+def clean_views(cfg: CfgNode, names: list[str], label_of: dict[str, dict[int, int]], *, batch_size: int,
+                device: torch.device) -> torch.Tensor:
+    """The clean frames of ``names`` in the frame attacker's view (:class:`RGBEncoder` output, the
+    same frames and crop as :func:`attacker_dataset` takes), read through :func:`datasets.pairs.clean_config`.
+
+    Returns:
+        float32 [N, T, 3, S, S].
+    """
+    splits = build_datasets(clean_config(cfg), request=RGBEncoder.request, crop_on_device=False)
+    return read_views(attacker_dataset(splits.val, names), RGBEncoder(), label_of, batch_size=batch_size,
+                      num_workers=cfg.DATA.NUM_WORKERS, device=device)[0]
+
+
+def _unit_frames(views: torch.Tensor) -> torch.Tensor:
+    """CLIP-normalised views [N, T, 3, S, S] -> frames [N * T, 3, S, S] in [0, 1] on the uint8 grid."""
+    mean = torch.tensor(CLIP_MEAN)[:, None, None]
+    std = torch.tensor(CLIP_STD)[:, None, None]
+    unit = (views.flatten(0, 1).double() * std + mean).clamp(0, 1)
+    return (unit * PIXEL_MAX).round() / PIXEL_MAX
+
+
+def frame_fidelity(views: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB) and SSIM of the attacker's frames against the clean ones, averaged over every frame.
+
+    Args:
+        views: the attacked frames as the frame view gives them (CLIP-normalised) [N, T, 3, S, S].
+        clean: the same videos' clean frames in the same view.
+    """
+    x, y = _unit_frames(views), _unit_frames(clean)
+    return {"psnr": float(psnr(x, y).mean()), "ssim": float(ssim(x, y).mean()), "fidelity_frames": len(x)}

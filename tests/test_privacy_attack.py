@@ -23,7 +23,8 @@ from tools import privacy_attack, tradeoff
 from privacy import (CPU, AttackError, attribute_report, attribute_summary, build_attacker, split_for_attacker,
                      topk_accuracy, train_attacker, video_probabilities)
 from privacy.metrics import average_precision
-from privacy.views import attacker_dataset, planes_view, read_views
+from privacy.views import (attacker_dataset, camera_device, clean_views, frame_fidelity, has_clean_reference, planes_view,
+                           read_views)
 from tools.privacy_attack import build_views
 from trainers.checkpoint import FORMAT_VERSION
 from utils.config import load_config
@@ -208,6 +209,56 @@ def test_end_to_end_writes_privacy_json(tmp_path, extra):
     assert (out / "log.txt").is_file()
 
 
+def test_frame_fidelity_known_values():
+    """One grey level off everywhere is 20 log10(255) = 48.13 dB; identical frames have SSIM 1."""
+    frames = torch.randint(0, 255, (2, 3, 1, 3, 16, 16), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    a, b = RGBEncoder()(frames), RGBEncoder()(frames + 1)
+    off = frame_fidelity(b, a)
+    assert off["psnr"] == pytest.approx(20 * np.log10(255), abs=1e-6) and off["fidelity_frames"] == 6
+    assert 0.99 < off["ssim"] < 1
+    assert frame_fidelity(a, a)["ssim"] == pytest.approx(1.0)
+
+
+def test_clean_reference_only_where_clean_frames_exist_and_the_camera_read():
+    synthetic = load_config(None, [])  # the demo: the synthetic set's film copy
+    assert has_clean_reference(synthetic, restored=False) and camera_device(synthetic) == "film"
+    assert camera_device(load_config(None, ["DATA.SYNTHETIC.DEVICE", "lensless"])) == "lensless"
+    assert camera_device(load_config(None, ["DATA.SYNTHETIC.DEVICE", "lensless", "LPS.LEVEL", "1",
+                                            "LPS.DEVICE", "coded_aperture"])) == "coded_aperture"
+    raw = load_config(None, ["DATA.SYNTHETIC.SOURCE", "raw"])
+    assert not has_clean_reference(raw, restored=False)  # the clean frames themselves
+    assert has_clean_reference(load_config(None, ["DATA.SYNTHETIC.SOURCE", "raw", "LPS.LEVEL", "1"]), False)
+    recorded = load_config(None, ["DATA.ROOT", "/data/ntu", "DATA.SYNTHETIC.ENABLED", "False"])
+    assert not has_clean_reference(recorded, restored=True)  # recorded through the film: no clean copy
+    assert has_clean_reference(load_config(None, ["DATA.ROOT", "/data/ntu", "DATA.SYNTHETIC.ENABLED", "False",
+                                                  "LPS.LEVEL", "2"]), restored=False)
+
+
+def test_frame_attack_reports_psnr_ssim_against_the_clean_frames(tmp_path):
+    """--target frames under an on-the-fly film: privacy.json's PSNR/SSIM are those of the test
+    half's frames against the same frames read without the film; restoration changes them."""
+    _write_dataset(tmp_path / "data")
+    opts = _opts(tmp_path / "data") + ["LPS.LEVEL", "2"]
+    results = {}
+    for restore in ("none", "wiener"):
+        out = tmp_path / restore
+        assert privacy_attack.main(["--output", str(out), "--epochs", "1", "--batch-size", "16",
+                                    "--restore", restore, "--opts", *opts]) == 0
+        results[restore] = json.loads((out / "privacy.json").read_text())
+    cfg = load_config(None, opts)
+    split, label_of, _, _, x_test, _ = build_views(cfg, _args(), CPU)
+    clean = clean_views(cfg, split.test, label_of, batch_size=5, device=CPU)
+    expected = frame_fidelity(x_test, clean)
+    assert results["none"]["psnr"] == pytest.approx(expected["psnr"]) and expected["psnr"] < 40
+    assert results["none"]["ssim"] == pytest.approx(expected["ssim"]) and expected["ssim"] < 0.99
+    assert results["none"]["fidelity_frames"] == 12 * 3
+    assert results["wiener"]["psnr"] != pytest.approx(results["none"]["psnr"])
+    plain = tmp_path / "plain"
+    assert privacy_attack.main(["--output", str(plain), "--epochs", "1", "--opts", *_opts(tmp_path / "data")]) == 0
+    assert "psnr" not in json.loads((plain / "privacy.json").read_text())  # recorded frames: no clean copy
+
+
 def test_bad_combination_is_a_user_error(tmp_path):
     assert privacy_attack.main(["--output", str(tmp_path), "--target", "features",
                                 "--attacker", "resnet18"]) == 2
@@ -235,10 +286,10 @@ def test_tradeoff_collect_writes_table_and_plot(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["encoder"], r["restore"]) for r in rows] == [
         ("ifns", "none"), ("rgb", "none"), ("bdq", "none"), ("camera frames", "none"),
-        ("camera frames", "wiener"), ("camera frames", "richardson_lucy")]
+        ("camera frames", "wiener"), ("camera frames", "richardson_lucy"), ("camera frames", "learned")]
     assert float(rows[0]["acc1"]) == 80.0 and float(rows[0]["utility_acc1"]) == 70.0
     assert float(rows[1]["attack_id_acc1"]) == 95.0 and float(rows[3]["psnr"]) == 21.5
-    assert rows[2]["note"] and rows[4]["note"]
+    assert rows[2]["note"] and rows[4]["note"] and rows[6]["note"] == "restorer missing or failed"
     table = (tmp_path / "tradeoff.md").read_text()
     assert "| ifns | film | 2 | planes resnet18 | none | 80.0 | 70.0 | 50.0 | 20.0 | 99.0 | - | - | - | 10.0 |" in table
     assert "| camera frames | film | 2 | frames resnet18 | none | - | - | - | 70.0 | 99.0 | - | 21.5 | 0.610 |" in table
@@ -250,7 +301,8 @@ def test_tradeoff_collect_writes_table_and_plot(tmp_path):
 def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_path, monkeypatch):
     """Every encoder x camera cell is trained (no model is built to check its wiring); its fresh
     utility model and its frame and video attackers read the encoder's output with its checkpoint;
-    every camera's frames are attacked as recorded and after the known-PSF reconstruction."""
+    every camera's frames are attacked as recorded and after the known-PSF reconstruction, the
+    film's also after the one learned restorer of the grid's film levels."""
     tools = []
 
     def train(config, run_dir, opts):
@@ -271,7 +323,15 @@ def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_pat
     monkeypatch.setattr(tradeoff, "train_cell", train)
     monkeypatch.setattr(privacy_attack, "main", fake("attack", "privacy.json"))
     monkeypatch.setattr(tradeoff.utility_model, "main", fake("utility", "utility.json"))
-    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--device-levels", "2", "--quick",
+    restorer = fake("restorer", "restorer.json")
+
+    def train_restorer(argv):
+        (Path(argv[argv.index("--output") + 1]) / "last.pth").parent.mkdir(parents=True, exist_ok=True)
+        (Path(argv[argv.index("--output") + 1]) / "last.pth").write_bytes(b"")
+        return restorer(argv)
+
+    monkeypatch.setattr(tradeoff.train_restorer, "main", train_restorer)
+    assert tradeoff.main(["--output", str(tmp_path), "--levels", "0,2", "--device-levels", "2", "--quick",
                           "--encoders", "ifns,bdq"]) == 0
     with open(tmp_path / "tradeoff.csv") as f:
         rows = list(csv.DictReader(f))
@@ -280,20 +340,26 @@ def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_pat
         for encoder in ("ifns", "bdq"):
             assert (encoder, device, "planes resnet18", "none") in cells and (encoder, device, "planes r3d_18", "none") in cells
     restores = {(r["device"], r["restore"]) for r in rows if r["encoder"] == "camera frames"}
-    assert restores >= {("film", "none"), ("film", "wiener"), ("film", "richardson_lucy"), ("lensless", "none"),
-                        ("coded_aperture", "none")}
+    assert restores >= {("film", "none"), ("film", "wiener"), ("film", "richardson_lucy"), ("film", "learned"),
+                        ("lensless", "none"), ("coded_aperture", "none")}
+    assert ("lensless", "learned") not in restores  # the restorer learns the film only
+    trained = [argv for name, argv in tools if name == "restorer"]
+    assert len(trained) == 1 and trained[0][trained[0].index("--levels") + 1:][:2] == ["2", "--epochs"]
+    learned = [argv for name, argv in tools if name == "attack" and "learned" in argv]
+    assert [argv[argv.index("--restorer") + 1] for argv in learned] == [str(tmp_path / "restorer" / "last.pth")]
     assert all(float(r["acc1"]) == 50.0 and float(r["utility_acc1"]) == 44.0 for r in rows if r["encoder"] == "ifns")
     assert not any(r["note"] for r in rows)
     planes = [argv for name, argv in tools if name == "attack" and "planes" in argv]
     assert {argv[argv.index("--resume") + 1] for argv in planes} == {
-        str(tmp_path / f"{e}_{c}" / "last.pth") for e in ("ifns", "bdq") for c in ("l2", "lensless_l2", "coded_aperture_l2")}
+        str(tmp_path / f"{e}_{c}" / "last.pth") for e in ("ifns", "bdq") for c in ("l0", "l2", "lensless_l2",
+                                                                                  "coded_aperture_l2")}
     lensless = [argv for name, argv in tools if "lensless_l2" in argv[argv.index("--output") + 1]]
     assert all("LPS.DEVICE" in argv and "lensless" in argv for argv in lensless)
     utility = [argv for name, argv in tools if name == "utility"]
-    assert len(utility) == 6 and all("--resume" in argv and "--epochs" in argv for argv in utility)
+    assert len(utility) == 8 and all("--resume" in argv and "--epochs" in argv for argv in utility)
     # a second run reuses every finished cell
     before = len(tools)
-    assert tradeoff.main(["--output", str(tmp_path), "--levels", "2", "--device-levels", "2", "--quick",
+    assert tradeoff.main(["--output", str(tmp_path), "--levels", "0,2", "--device-levels", "2", "--quick",
                           "--encoders", "ifns,bdq"]) == 0
     assert len(tools) == before
 

@@ -7,8 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from datasets.synthetic import clip_keys, ensure_synthetic, generate
+from datasets.optics import simulate_device
+from datasets.synthetic import JPEG_QUALITY, clip_keys, ensure_synthetic, generate, render_clip
+from datasets.synthetic_ntu import lps_noise_seed
 from utils.config import load_config
 from utils.paths import synthetic_cache_dir
 from utils.errors import UserError
@@ -117,6 +120,31 @@ def test_lps_copy_is_blurrier(tiny):
         grad = [float(np.square(np.diff(x, axis=2)).mean() + np.square(np.diff(x, axis=1)).mean())
                 for x in (raw, lps)]
         assert grad[1] < 0.6 * grad[0]
+
+
+def test_device_copy_is_the_cameras_measurement_of_the_raw_copy(tmp_path):
+    """--device lensless: the degraded copy is datasets.optics' lensless measurement of the same
+    rendering with the clip's noise seed (to JPEG precision), not the film's; the cache folder and
+    meta.json say which camera."""
+    root = generate(tmp_path / "lensless", **{**TINY, "device": "lensless", "num_actions": 1, "num_performers": 1})
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["device"] == "lensless" and meta["lps_level"] == 2
+    key = clip_keys(num_actions=1, num_performers=1, num_setups=2, num_cameras=1, num_replications=1)[0]
+    raw = torch.from_numpy(render_clip(key, seed=5, size=16, num_frames=8)).permute(0, 3, 1, 2)
+    written = _frames(root, "lps", key.name)
+    for device in ("lensless", "film"):
+        frames = simulate_device(raw, device, 2, torch.Generator().manual_seed(lps_noise_seed(key, 5)))
+        jpeg = [cv2.imdecode(cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
+                                          [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1], cv2.IMREAD_COLOR)
+                for f in frames.permute(0, 2, 3, 1).numpy()]
+        expected = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in jpeg]).astype(np.float32)
+        assert np.array_equal(written, expected) == (device == "lensless"), device
+    film = load_config(opts=["DATA.SYNTHETIC.CACHE", str(tmp_path)])
+    lensless = load_config(opts=["DATA.SYNTHETIC.CACHE", str(tmp_path), "DATA.SYNTHETIC.DEVICE", "lensless"])
+    assert synthetic_cache_dir(film).name.endswith("_l2") and "lensless" not in synthetic_cache_dir(film).name
+    assert synthetic_cache_dir(lensless).name == synthetic_cache_dir(film).name[:-3] + "_lensless_l2"
+    with pytest.raises(UserError, match="device"):
+        generate(tmp_path / "bad", **{**TINY, "device": "pinhole"})
 
 
 def test_ensure_synthetic_generates_once_under_concurrency(tmp_path):

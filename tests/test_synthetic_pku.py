@@ -212,9 +212,10 @@ def test_synth_pku_tool(tmp_path, capsys):
     from tools import synth_pku
 
     args = ["--out", str(tmp_path / "s"), "--seed", "1", "--size", "16", "--frames", "4", "--actions", "2",
-            "--people", "2", "--setups", "2", "--cameras", "1", "--workers", "1"]
+            "--people", "2", "--setups", "2", "--cameras", "1", "--workers", "1", "--device", "coded_aperture"]
     assert synth_pku.main(args) == 0
-    assert "wrote 8 clips" in capsys.readouterr().out
+    assert "wrote 8 clips (raw and coded_aperture level 2)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s" / "meta.json").read_text())["device"] == "coded_aperture"
     assert synth_pku.main(args) == 2  # the folder exists now: one-line error
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and "\n" not in err

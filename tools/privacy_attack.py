@@ -31,7 +31,9 @@ the restorer did not train on, which is checked).
 
 Writes ``<output>/privacy.json`` (percent: identity top-1/top-5; for every label its top-1,
 average precision and macro-F1 with chance levels; cMAP and macro-F1 over all of them, the
-attribute protocol of SPAct / STPrivacy / VISPR, :mod:`privacy.metrics`) and ``<output>/log.txt``.
+attribute protocol of SPAct / STPrivacy / VISPR, :mod:`privacy.metrics`; for ``--target frames``
+where clean frames exist, the synthetic set or an on-the-fly camera, ``psnr`` and ``ssim`` of the
+attacked test frames, restored or not, against them) and ``<output>/log.txt``.
 """
 from __future__ import annotations
 
@@ -53,8 +55,9 @@ from models.encoders import RGBEncoder
 from privacy import (FEATURE_ATTACKERS, FRAME_ATTACKERS, VIDEO_ATTACKERS, AttackError, Split, build_attacker,
                      split_for_attacker, train_attacker, video_probabilities)
 from privacy.metrics import label_metrics
-from privacy.views import (ALL_ATTRIBUTES, View, attacker_dataset, compact_labels, feature_model, film_level,
-                           heads_of, planes_view, read_views)
+from privacy.views import (ALL_ATTRIBUTES, View, attacker_dataset, camera_device, clean_views, compact_labels,
+                           feature_model, film_level, frame_fidelity, has_clean_reference, heads_of, planes_view,
+                           read_views)
 from trainers.checkpoint import load_checkpoint
 from utils.allocator import keep_freed_memory
 from utils.config import load_config
@@ -102,7 +105,7 @@ def build_views(cfg: CfgNode, args: argparse.Namespace, device: torch.device) ->
         if level == 0:
             raise AttackError("--restore needs the film level: pass --level N or read LPS data "
                               "(DATA.SYNTHETIC.SOURCE lps or LPS.LEVEL > 0)")
-        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations, args.restorer, cfg.LPS.DEVICE)
+        restoration = Restoration(args.restore, level, args.nsr, args.rl_iterations, args.restorer, camera_device(cfg))
     if args.target == "frames" and cfg.DATA.LAYOUT not in RGB_LAYOUTS:
         raise AttackError(f"--target frames reads the camera's RGB frames, which DATA.LAYOUT "
                           f"{cfg.DATA.LAYOUT} does not hold; use the video or frames layout or --target planes")
@@ -205,6 +208,15 @@ def run(args: argparse.Namespace) -> dict:
                 len(x_train), len(x_test), len(split.identities),
                 ", ".join(f"{head} ({n} classes)" for head, n in zip(label_of, groups)),
                 tuple(x_train.shape[1:]), time.time() - start)
+    fidelity = {}
+    if args.target == "frames" and has_clean_reference(cfg, args.restore != "none"):
+        clean = clean_views(cfg, split.test, label_of, batch_size=args.batch_size, device=device)
+        if clean.shape == x_test.shape:  # no video was unreadable in only one of the two copies
+            fidelity = frame_fidelity(x_test, clean)
+            logger.info("attacked test frames against the clean ones: PSNR %.2f dB, SSIM %.4f (%d frames)",
+                        fidelity["psnr"], fidelity["ssim"], fidelity["fidelity_frames"])
+        else:
+            logger.warning("PSNR/SSIM skipped: %d attacked but %d clean test videos were read", len(x_test), len(clean))
     torch.manual_seed(cfg.SEED)
     if device.type == "cpu":
         keep_freed_memory()
@@ -228,6 +240,7 @@ def run(args: argparse.Namespace) -> dict:
                                 per_frame=args.target != "features" and not video)
     metrics = {
         **label_metrics(probs, y_test, label_of),
+        **fidelity,
         "label": args.label,
         "videos": len(x_test),
         "train_videos": len(x_train),
@@ -238,6 +251,7 @@ def run(args: argparse.Namespace) -> dict:
         "restorer": args.restorer,
         "attack_videos": args.videos,
         "film_level": film_level(cfg, args.level),
+        "camera": camera_device(cfg),
         "encoder": cfg.MODEL.ENCODER,
         "epochs": args.epochs,
         "resume": args.resume,

@@ -15,8 +15,10 @@ through L layers, ``DATA.SYNTHETIC.LPS_LEVEL``) and the other simulated cameras 
 
 and, once per camera, attacks the camera's frames themselves (``--target frames``) as they are
 and after the adversary's reconstruction with the known PSF (film: Wiener and Richardson-Lucy;
-lensless and coded aperture: ADMM-TV), reporting the frames' PSNR / SSIM against the clean
-frames where the attack tool measured them. ``--spp-encoders rgb,...`` adds cells trained and
+lensless and coded aperture: ADMM-TV) and, on the film, by a learned restorer
+(:mod:`tools.train_restorer`, ``--restorer-arch``; one network trained once on the benchmark's
+training videos at every film level of the grid, the attack on its validation videos), reporting
+the attacked frames' PSNR / SSIM against the clean ones. ``--spp-encoders rgb,...`` adds cells trained and
 attacked on Selective Privacy Preservation frames (rows ``spp+<encoder>``; pass the DINO weights
 and templates with ``--opts SPP.WEIGHTS F SPP.TEMPLATES T``).
 
@@ -42,7 +44,8 @@ from datasets.optics import CAMERAS
 from datasets.restore import RESTORE_METHODS
 from models import ENCODERS
 from privacy import FRAME_ATTACKERS, VIDEO_ATTACKERS
-from tools import privacy_attack, utility_model
+from models.restorers import RESTORER_ARCHS
+from tools import privacy_attack, train_restorer, utility_model
 from tools.tradeoff_report import FRAMES_ROW, Row, write_plot, write_table
 from utils.config import load_config
 from utils.errors import UserError
@@ -52,6 +55,7 @@ from utils.paths import PROJECT_ROOT
 logger = logging.getLogger(__name__)
 
 LEVELS = (0, 1, 2, 3)
+QUICK_LEVELS = (0, 2)  # --quick: film levels when --levels is not given (no film, and the demo's level)
 OTHER_DEVICES = tuple(d for d in CAMERAS if d != "film")
 DEVICE_LEVELS = (2,)
 QUICK_TRAIN_EPOCHS = 6  # --quick: action-model epochs per cell (tested once, after the last)
@@ -62,6 +66,9 @@ QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "10
 FRAME_ATTACKER = "resnet18"
 VIDEO_ATTACKER = "r3d_18"
 UTILITY_ARCH = "r3d_18"
+RESTORER_ARCH = "restormer"
+RESTORER_DIR = "restorer"  # the grid's learned restorer, beside the cells
+QUICK_RESTORER_OPTS = ("--epochs", "2", "--max-val-videos", "100")  # --quick: the restorer's budget
 SPP_PREFIX = "spp+"  # the encoder column of the cells on Selective Privacy Preservation frames
 CHECKPOINTS = ("best.pth", "last.pth")
 ATTRIBUTES = "attributes"  # privacy_attack --label of all the attributes at once
@@ -94,10 +101,11 @@ class Camera:
             return ["DATA.SYNTHETIC.SOURCE", "lps", "DATA.SYNTHETIC.LPS_LEVEL", str(self.level)]
         return ["DATA.SYNTHETIC.SOURCE", "raw", "LPS.DEVICE", self.device, "LPS.LEVEL", str(self.level)]
 
-    def restores(self) -> list[str]:
-        """The frame attacks' reconstructions: none, then the known-PSF methods the tool has."""
+    def restores(self, learned: bool) -> list[str]:
+        """The frame attacks' reconstructions: none, the known-PSF methods the tool has, and on the
+        film the learned restorer when ``learned``."""
         known = [m for m in KNOWN_PSF[self.device] if m in RESTORE_METHODS] if self.level else []
-        return ["none", *known]
+        return ["none", *known, *(["learned"] if learned and self.level and self.device == "film" else [])]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -146,6 +154,22 @@ def attack_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[
 def utility_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
     """:mod:`tools.utility_model` into ``out_dir`` (reused when its utility.json exists)."""
     return _tool_cell(lambda argv: utility_model.main(argv), out_dir / utility_model.RESULT_NAME, config, opts, extra)
+
+
+def restorer_cell(args: argparse.Namespace, output: Path) -> str:
+    """Trains the grid's learned restorer at every film level of ``args.cameras`` (resumed when
+    interrupted, reused when finished); its checkpoint, or "" when there is none."""
+    levels = sorted({c.level for c in args.cameras if c.device == "film" and c.level})
+    folder = output / RESTORER_DIR
+    checkpoint = folder / CHECKPOINTS[1]
+    if args.restorer_arch == "none" or not levels:
+        return ""
+    if not args.collect:
+        extra = ["--arch", args.restorer_arch, "--levels", *map(str, levels), *args.restorer_extra,
+                 *(["--resume"] if checkpoint.is_file() else [])]
+        _tool_cell(lambda argv: train_restorer.main(argv), folder / "restorer.json", args.config, list(args.opts), extra)
+        setup_logging(str(output))
+    return str(checkpoint) if (folder / "restorer.json").is_file() else ""
 
 
 def _checkpoint(run_dir: Path) -> list[str]:
@@ -209,22 +233,25 @@ def encoder_rows(args: argparse.Namespace, output: Path, camera: Camera, name: s
     return rows
 
 
-def frame_rows(args: argparse.Namespace, output: Path, camera: Camera) -> list[Row]:
-    """The attacks on the camera's own frames, as recorded and reconstructed; their rows."""
+def frame_rows(args: argparse.Namespace, output: Path, camera: Camera, restorer: str) -> list[Row]:
+    """The attacks on the camera's own frames, as recorded and reconstructed (``restorer``: the
+    learned restorer's checkpoint, "" = none); their rows."""
     rows = []
-    for restore in camera.restores():
+    for restore in camera.restores(learned=bool(restorer) or args.restorer_arch != "none"):
         name = f"frames_{camera.slug}_{restore}"
         attack_dir = output / name
         opts = [*camera.opts(), *args.opts]
         row = Row(encoder=FRAMES_ROW, device=camera.device, level=camera.level, attack=f"frames {args.attacker}",
                   restore=restore, run=str(attack_dir))
-        if args.collect:
-            privacy = _read_json(attack_dir / "privacy.json")
+        if restore == "learned" and not restorer:
+            row.note = "restorer missing or failed"
+        elif args.collect:
+            _fill(row, _read_json(attack_dir / "privacy.json"))
         else:
-            privacy = attack_cell(args.config, attack_dir, opts, ["--target", "frames", "--attacker", args.attacker,
-                                                                  "--restore", restore, *args.attack_extra])
+            learned = ["--restorer", restorer] if restore == "learned" else []
+            _fill(row, attack_cell(args.config, attack_dir, opts, ["--target", "frames", "--attacker", args.attacker,
+                                                                   "--restore", restore, *learned, *args.attack_extra]))
             setup_logging(str(output))
-        _fill(row, privacy)
         rows.append(row)
     return rows
 
@@ -237,11 +264,12 @@ def run_grid(args: argparse.Namespace, output: Path) -> list[Row]:
     if args.quick:
         train_extra = ["TRAIN.EPOCHS", str(QUICK_TRAIN_EPOCHS), *QUICK_OPTS, *train_extra]
     rows = []
+    restorer = restorer_cell(args, output)
     for camera in args.cameras:
         for name, encoder, cell_opts in _cells(args):
             opts = ["MODEL.ENCODER", encoder, *camera.opts(), *cell_opts, *train_extra]
             rows += encoder_rows(args, output, camera, name, opts, attributes)
-        rows += frame_rows(args, output, camera)
+        rows += frame_rows(args, output, camera, restorer)
     return rows
 
 
@@ -256,19 +284,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder of the runs and the table")
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--spp-encoders", default="", help="encoders also trained on SPP frames (e.g. rgb)")
-    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="film levels (0 = no film)")
+    parser.add_argument("--levels", default=None,
+                        help=f"film levels (0 = no film; default {','.join(map(str, LEVELS))}, "
+                             f"with --quick {','.join(map(str, QUICK_LEVELS))})")
     parser.add_argument("--devices", default=",".join(OTHER_DEVICES), help="other cameras ('' = none)")
     parser.add_argument("--device-levels", default=",".join(map(str, DEVICE_LEVELS)))
     parser.add_argument("--attacker", default=FRAME_ATTACKER, choices=tuple(FRAME_ATTACKERS))
     parser.add_argument("--video-attacker", default=VIDEO_ATTACKER, choices=VIDEO_ATTACKERS + ("none",))
     parser.add_argument("--utility-arch", default=UTILITY_ARCH, choices=VIDEO_ATTACKERS + ("none",),
                         help="the fresh utility model ('none' skips it)")
+    parser.add_argument("--restorer-arch", default=RESTORER_ARCH, choices=RESTORER_ARCHS + ("none",),
+                        help="the learned restorer of the film's frame attacks ('none' skips it)")
     parser.add_argument("--quick", action="store_true", help="short schedules: the synthetic grid on 2 cores")
     parser.add_argument("--collect", action="store_true", help="only gather finished runs")
     parser.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     args.encoders = _csv_list(args.encoders, str)
     args.spp_encoders = _csv_list(args.spp_encoders, str)
+    if args.levels is None:
+        args.levels = ",".join(map(str, QUICK_LEVELS if args.quick else LEVELS))
     levels, devices, device_levels = (_csv_list(args.levels, int), _csv_list(args.devices, str),
                                       _csv_list(args.device_levels, int))
     args.cameras = [Camera("film", level) for level in levels] + [
@@ -276,6 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.attack_extra = ["--epochs", str(QUICK_ATTACK_EPOCHS), "--max-videos", str(QUICK_ATTACK_VIDEOS)] \
         if args.quick else []
     args.utility_extra = ["--epochs", str(QUICK_UTILITY_EPOCHS)] if args.quick else []
+    args.restorer_extra = list(QUICK_RESTORER_OPTS) if args.quick else []
     return args
 
 

@@ -147,6 +147,7 @@ def _choices() -> dict[str, tuple]:
         "DATA.LAYOUT": LAYOUTS,
         "DATA.VIDEO_BACKEND": VIDEO_BACKENDS,
         "DATA.SYNTHETIC.SOURCE": COPIES,
+        "DATA.SYNTHETIC.DEVICE": CAMERAS,
         "LPS.DEVICE": CAMERAS,
         "MODEL.ARCH": tuple(CLIP_SIZES) + (CUSTOM_ARCH,),
         "MODEL.ENCODER": ENCODERS,

@@ -56,8 +56,9 @@ _C.DATA.SYNTHETIC.NUM_PERFORMERS = 10  # identities (appearances; pku: people)
 _C.DATA.SYNTHETIC.NUM_SETUPS = 4  # setups (background / lighting); even = train under xset (pku: 1-2)
 _C.DATA.SYNTHETIC.NUM_CAMERAS = 2  # cameras (viewpoints; pku: 1-3)
 _C.DATA.SYNTHETIC.NUM_REPLICATIONS = 2  # per (setup, camera, performer, action); pku: 1 (no R in names)
-_C.DATA.SYNTHETIC.LPS_LEVEL = 2  # film layers used for the degraded copy (1..3)
+_C.DATA.SYNTHETIC.LPS_LEVEL = 2  # privacy level of the degraded copy (1..3; the film's layers)
 _C.DATA.SYNTHETIC.SOURCE = "lps"  # which copy the model reads: lps | raw
+_C.DATA.SYNTHETIC.DEVICE = "film"  # camera of the degraded copy: film | lensless | coded_aperture (datasets/optics.py)
 
 # ----------------------------------------------------------------------------- LPS simulation
 _C.LPS = CN()

@@ -32,7 +32,7 @@ def synthetic_cache_dir(cfg: CfgNode) -> Path:
     family, replications = ("pku", "") if cfg.DATA.DATASET == "pku" else ("ntu", f"_R{syn.NUM_REPLICATIONS}")
     name = (f"synth_{family}_s{syn.SEED}_px{syn.SIZE}_f{syn.NUM_FRAMES}_a{syn.NUM_ACTIONS}"
             f"_p{syn.NUM_PERFORMERS}_S{syn.NUM_SETUPS}_C{syn.NUM_CAMERAS}{replications}"
-            f"_l{syn.LPS_LEVEL}")
+            f"{'' if syn.DEVICE == 'film' else '_' + syn.DEVICE}_l{syn.LPS_LEVEL}")
     return Path(os.path.expanduser(base)) / name
 
 
