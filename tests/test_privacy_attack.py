@@ -347,7 +347,11 @@ def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_pat
     assert len(trained) == 1 and trained[0][trained[0].index("--levels") + 1:][:2] == ["2", "--epochs"]
     learned = [argv for name, argv in tools if name == "attack" and "learned" in argv]
     assert [argv[argv.index("--restorer") + 1] for argv in learned] == [str(tmp_path / "restorer" / "last.pth")]
-    assert all(float(r["acc1"]) == 50.0 and float(r["utility_acc1"]) == 44.0 for r in rows if r["encoder"] == "ifns")
+    ifns = [r for r in rows if r["encoder"] == "ifns"]
+    assert all(float(r["acc1"]) == 50.0 for r in ifns)
+    # --quick trains the utility model in the cells of the demo's film level only
+    assert {(r["device"], r["level"]): r["utility_acc1"] for r in ifns if r["attack"] == "planes resnet18"} == {
+        ("film", "0"): "", ("film", "2"): "44.0", ("lensless", "2"): "", ("coded_aperture", "2"): ""}
     assert not any(r["note"] for r in rows)
     planes = [argv for name, argv in tools if name == "attack" and "planes" in argv]
     assert {argv[argv.index("--resume") + 1] for argv in planes} == {
@@ -356,7 +360,7 @@ def test_tradeoff_grid_trains_every_cell_and_attacks_with_its_checkpoint(tmp_pat
     lensless = [argv for name, argv in tools if "lensless_l2" in argv[argv.index("--output") + 1]]
     assert all("LPS.DEVICE" in argv and "lensless" in argv for argv in lensless)
     utility = [argv for name, argv in tools if name == "utility"]
-    assert len(utility) == 8 and all("--resume" in argv and "--epochs" in argv for argv in utility)
+    assert len(utility) == 2 and all("--resume" in argv and "--epochs" in argv for argv in utility)
     # a second run reuses every finished cell
     before = len(tools)
     assert tradeoff.main(["--output", str(tmp_path), "--levels", "0,2", "--device-levels", "2", "--quick",

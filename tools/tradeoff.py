@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
 
 from datasets.names import DATASET_LABELS
 from datasets.optics import CAMERAS
@@ -60,7 +60,8 @@ OTHER_DEVICES = tuple(d for d in CAMERAS if d != "film")
 DEVICE_LEVELS = (2,)
 QUICK_TRAIN_EPOCHS = 6  # --quick: action-model epochs per cell (tested once, after the last)
 QUICK_ATTACK_EPOCHS = 2  # --quick: attacker epochs
-QUICK_UTILITY_EPOCHS = 3  # --quick: fresh utility model epochs
+QUICK_UTILITY_EPOCHS = 2  # --quick: fresh utility model epochs
+QUICK_UTILITY_CAMERAS = ("l2",)  # --quick: cameras whose cells train the utility model (the demo's film)
 QUICK_ATTACK_VIDEOS = 20  # --quick: attacker videos per identity in each half
 QUICK_OPTS = ("TRAIN.WARMUP_EPOCHS", "1", "TEST.NUM_CLIP", "1", "SAVE_FREQ", "1000", "EVAL_FREQ", "1000")
 FRAME_ATTACKER = "resnet18"
@@ -132,28 +133,29 @@ def train_cell(config: str | None, run_dir: Path, opts: list[str]) -> bool:
     return (run_dir / "metrics.json").is_file()
 
 
-def _tool_cell(tool: Callable[[list[str]], int], result: Path, config: str | None, opts: list[str],
+def _tool_cell(tool: ModuleType, result: Path, config: str | None, opts: list[str],
                extra: list[str]) -> dict | None:
-    """Runs ``tool`` (a ``main(argv)``) in this process unless its ``result`` exists; its JSON."""
+    """Runs ``tool.main(argv)`` (looked up at the call: tests patch it) in this process unless its
+    ``result`` exists; its JSON."""
     if not result.is_file():
         argv = ["--output", str(result.parent), *extra]
         if config:
             argv += ["--config", config]
         argv += ["--opts", *opts]
-        logger.info("%s: %s", tool.__module__, " ".join(argv))
-        if tool(argv) != 0:
-            logger.error("%s failed, see %s", tool.__module__, result.parent / "log.txt")
+        logger.info("%s: %s", tool.__name__, " ".join(argv))
+        if tool.main(argv) != 0:
+            logger.error("%s failed, see %s", tool.__name__, result.parent / "log.txt")
     return _read_json(result)
 
 
 def attack_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
     """:mod:`tools.privacy_attack` into ``out_dir`` (reused when its privacy.json exists)."""
-    return _tool_cell(lambda argv: privacy_attack.main(argv), out_dir / "privacy.json", config, opts, extra)  # late binding: tests patch main
+    return _tool_cell(privacy_attack, out_dir / "privacy.json", config, opts, extra)
 
 
 def utility_cell(config: str | None, out_dir: Path, opts: list[str], extra: list[str]) -> dict | None:
     """:mod:`tools.utility_model` into ``out_dir`` (reused when its utility.json exists)."""
-    return _tool_cell(lambda argv: utility_model.main(argv), out_dir / utility_model.RESULT_NAME, config, opts, extra)
+    return _tool_cell(utility_model, out_dir / utility_model.RESULT_NAME, config, opts, extra)
 
 
 def restorer_cell(args: argparse.Namespace, output: Path) -> str:
@@ -167,7 +169,7 @@ def restorer_cell(args: argparse.Namespace, output: Path) -> str:
     if not args.collect:
         extra = ["--arch", args.restorer_arch, "--levels", *map(str, levels), *args.restorer_extra,
                  *(["--resume"] if checkpoint.is_file() else [])]
-        _tool_cell(lambda argv: train_restorer.main(argv), folder / "restorer.json", args.config, list(args.opts), extra)
+        _tool_cell(train_restorer, folder / "restorer.json", args.config, list(args.opts), extra)
         setup_logging(str(output))
     return str(checkpoint) if (folder / "restorer.json").is_file() else ""
 
@@ -216,7 +218,7 @@ def encoder_rows(args: argparse.Namespace, output: Path, camera: Camera, name: s
         setup_logging(str(output))  # the tool pointed the log at its own folder
         return result
 
-    if args.utility_arch != "none":
+    if args.utility_arch != "none" and (args.utility_cameras is None or camera.slug in args.utility_cameras):
         utility = run(utility_cell, "utility", ["--arch", args.utility_arch, *args.utility_extra])
         base.utility_acc1 = utility.get("acc1") if utility else None
     rows = []
@@ -293,6 +295,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--video-attacker", default=VIDEO_ATTACKER, choices=VIDEO_ATTACKERS + ("none",))
     parser.add_argument("--utility-arch", default=UTILITY_ARCH, choices=VIDEO_ATTACKERS + ("none",),
                         help="the fresh utility model ('none' skips it)")
+    parser.add_argument("--utility-cameras", default=None,
+                        help="cameras (run-folder suffixes: l0, l2, lensless_l2, ...) whose cells train the utility "
+                             f"model (default: all; with --quick {','.join(QUICK_UTILITY_CAMERAS)})")
     parser.add_argument("--restorer-arch", default=RESTORER_ARCH, choices=RESTORER_ARCHS + ("none",),
                         help="the learned restorer of the film's frame attacks ('none' skips it)")
     parser.add_argument("--quick", action="store_true", help="short schedules: the synthetic grid on 2 cores")
@@ -310,6 +315,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.attack_extra = ["--epochs", str(QUICK_ATTACK_EPOCHS), "--max-videos", str(QUICK_ATTACK_VIDEOS)] \
         if args.quick else []
     args.utility_extra = ["--epochs", str(QUICK_UTILITY_EPOCHS)] if args.quick else []
+    if args.utility_cameras is None and args.quick:
+        args.utility_cameras = ",".join(QUICK_UTILITY_CAMERAS)
+    args.utility_cameras = None if args.utility_cameras is None else set(_csv_list(args.utility_cameras, str))
     args.restorer_extra = list(QUICK_RESTORER_OPTS) if args.quick else []
     return args
 
