@@ -58,7 +58,7 @@ LEVELS = (0, 1, 2, 3)
 QUICK_LEVELS = (0, 2)  # --quick: film levels when --levels is not given (no film, and the demo's level)
 OTHER_DEVICES = tuple(d for d in CAMERAS if d != "film")
 DEVICE_LEVELS = (2,)
-QUICK_TRAIN_EPOCHS = 6  # --quick: action-model epochs per cell (tested once, after the last)
+QUICK_TRAIN_EPOCHS = 5  # --quick: action-model epochs per cell (tested once, after the last)
 QUICK_ATTACK_EPOCHS = 2  # --quick: attacker epochs
 QUICK_UTILITY_EPOCHS = 2  # --quick: fresh utility model epochs
 QUICK_UTILITY_CAMERAS = ("l2",)  # --quick: cameras whose cells train the utility model (the demo's film)
@@ -69,7 +69,7 @@ VIDEO_ATTACKER = "r3d_18"
 UTILITY_ARCH = "r3d_18"
 RESTORER_ARCH = "restormer"
 RESTORER_DIR = "restorer"  # the grid's learned restorer, beside the cells
-QUICK_RESTORER_OPTS = ("--epochs", "2", "--max-val-videos", "100")  # --quick: the restorer's budget
+QUICK_RESTORER_OPTS = ("--epochs", "1", "--max-val-videos", "100")  # --quick: the restorer's budget
 SPP_PREFIX = "spp+"  # the encoder column of the cells on Selective Privacy Preservation frames
 CHECKPOINTS = ("best.pth", "last.pth")
 ATTRIBUTES = "attributes"  # privacy_attack --label of all the attributes at once
