@@ -239,7 +239,7 @@ def frame_rows(args: argparse.Namespace, output: Path, camera: Camera, restorer:
     """The attacks on the camera's own frames, as recorded and reconstructed (``restorer``: the
     learned restorer's checkpoint, "" = none); their rows."""
     rows = []
-    for restore in camera.restores(learned=bool(restorer) or args.restorer_arch != "none"):
+    for restore in camera.restores(learned=args.restorer_arch != "none"):
         name = f"frames_{camera.slug}_{restore}"
         attack_dir = output / name
         opts = [*camera.opts(), *args.opts]
